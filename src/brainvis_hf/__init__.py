@@ -1,0 +1,84 @@
+"""brainvis-hf: BrainVis (EEG -> image reconstruction) as Hugging Face models, data and pipelines.
+
+Importing the package registers the BrainVis configs and models with the ``transformers`` Auto
+classes (so ``AutoModel.from_pretrained`` finds them). Everything else (data, pipeline,
+training, evaluation) is imported lazily on first use, so ``import brainvis_hf`` does not pull
+in ``diffusers`` or ``datasets``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module (relative to this package) that defines it
+_LAZY_IMPORTS: dict[str, str] = {
+    # models
+    "BrainVisTimeEncoderConfig": ".models",
+    "BrainVisFreqEncoderConfig": ".models",
+    "BrainVisConfig": ".models",
+    "BrainVisTimeEncoderModel": ".models",
+    "BrainVisTimeEncoderForMaskedModeling": ".models",
+    "BrainVisTimeEncoderForEEGClassification": ".models",
+    "BrainVisFreqEncoderModel": ".models",
+    "BrainVisFreqEncoderForEEGClassification": ".models",
+    "BrainVisModel": ".models",
+    "BrainVisForEEGClassification": ".models",
+    "BrainVisForCLIPAlignment": ".models",
+    "convert_original_checkpoints": ".models.convert_original",
+    # pipeline
+    "BrainVisPipeline": ".pipelines",
+    "BrainVisPipelineOutput": ".pipelines",
+    # data
+    "load_eeg_imagenet": ".data",
+    "EEGImageNet": ".data",
+    "BrainVisDataCollator": ".data",
+    "write_synthetic_eeg_imagenet": ".data",
+    # labels
+    "EEG_IMAGENET_WNIDS": ".data.labels",
+    "WNID_TO_WORDS": ".data.labels",
+}
+
+__all__ = ["__version__", *_LAZY_IMPORTS]
+
+from . import models as _models  # noqa: E402,F401  (registers the Auto classes)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_IMPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brainvis_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
+    from .data import (
+        BrainVisDataCollator,
+        EEGImageNet,
+        load_eeg_imagenet,
+        write_synthetic_eeg_imagenet,
+    )
+    from .data.labels import EEG_IMAGENET_WNIDS, WNID_TO_WORDS
+    from .models import (
+        BrainVisConfig,
+        BrainVisForCLIPAlignment,
+        BrainVisForEEGClassification,
+        BrainVisFreqEncoderConfig,
+        BrainVisFreqEncoderForEEGClassification,
+        BrainVisFreqEncoderModel,
+        BrainVisModel,
+        BrainVisTimeEncoderConfig,
+        BrainVisTimeEncoderForEEGClassification,
+        BrainVisTimeEncoderForMaskedModeling,
+        BrainVisTimeEncoderModel,
+    )
+    from .models.convert_original import convert_original_checkpoints
+    from .pipelines import BrainVisPipeline, BrainVisPipelineOutput

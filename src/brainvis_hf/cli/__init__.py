@@ -1,0 +1,48 @@
+"""The ``brainvis`` command line: one command, one sub-command per job.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``; the handler it sets
+imports the heavy libraries only when it runs, so ``brainvis --help`` stays quick. Every
+sub-command is a thin wrapper over a library function with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# sub-command modules, in the order they are listed by --help
+_COMMAND_MODULES = ("data", "train", "generate", "evaluate", "convert", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainvis",
+        description="BrainVis: EEG -> image reconstruction with Hugging Face models and pipelines.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"brainvis-hf {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f".{name}", __name__).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``brainvis`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as err:  # user errors: message, no traceback
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"brainvis {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""brainvis_hf.data"""

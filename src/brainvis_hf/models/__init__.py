@@ -1,0 +1,1 @@
+"""BrainVis EEG encoders (filled in by the encoders issue)."""

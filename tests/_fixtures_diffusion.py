@@ -1,0 +1,1 @@
+"""Session fixtures for the diffusion tests (imported by conftest.py)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for the models tests (imported by conftest.py)."""
