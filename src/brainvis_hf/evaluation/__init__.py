@@ -1,12 +1,75 @@
-"""Evaluation: EEG classification and image-generation metrics, the linear probe, and the
-``brainvis evaluate`` library function.
+"""Evaluation: EEG classification and image-generation metrics, the linear probe, and
+:func:`evaluate_generated` (the library function behind ``brainvis evaluate``).
 
-Heavy optional libraries (scikit-learn, scipy, matplotlib, transformers models) are imported
-inside the functions that need them, so importing this package is cheap.
+Every metric is a plain function here and also an ``evaluate`` module under
+``brainvis_hf/evaluation/modules/<name>/<name>.py`` (see :func:`metric_module_path`). Heavy
+optional libraries (scikit-learn, matplotlib, transformers models) are imported inside the
+functions that need them.
 """
 
 from __future__ import annotations
 
-from .linear_probe import linear_probe_accuracy
+from pathlib import Path
 
-__all__ = ["linear_probe_accuracy"]
+from .classification_metrics import confusion_matrix, eeg_classification_metrics, macro_f1_from_confusion, top_k_accuracy
+from .features import (
+    FeatureExtractorUnavailableError,
+    TransformersImageFeatureExtractor,
+    extract_features,
+    fid,
+    images_to_tensor,
+    load_inception_feature_extractor,
+)
+from .generation_metrics import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    inception_score,
+    n_way_top_k_accuracy,
+    n_way_top_k_hit_rates,
+)
+from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_image_classifier
+from .linear_probe import linear_probe_accuracy
+from .report import evaluate_generated, metrics_markdown, read_generated_folder
+from .ssim import ssim, ssim_batch
+
+#: names of the bundled ``evaluate`` modules
+METRIC_MODULES = ("n_way_top_k_accuracy", "inception_score", "fid", "ssim", "eeg_classification")
+
+
+def metric_module_path(name: str) -> str:
+    """Path of a bundled ``evaluate`` module, for ``evaluate.load(metric_module_path(name))``."""
+    if name not in METRIC_MODULES:
+        raise ValueError(f"unknown metric module {name!r}; available: {', '.join(METRIC_MODULES)}")
+    return str(Path(__file__).parent / "modules" / name / f"{name}.py")
+
+
+__all__ = [
+    "DEFAULT_IMAGE_CLASSIFIER",
+    "METRIC_MODULES",
+    "FeatureExtractorUnavailableError",
+    "TransformersImageFeatureExtractor",
+    "classify_images",
+    "confusion_matrix",
+    "eeg_classification_metrics",
+    "evaluate_generated",
+    "extract_features",
+    "feature_statistics",
+    "fid",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "images_to_tensor",
+    "inception_score",
+    "linear_probe_accuracy",
+    "load_image_classifier",
+    "load_inception_feature_extractor",
+    "macro_f1_from_confusion",
+    "metric_module_path",
+    "metrics_markdown",
+    "n_way_top_k_accuracy",
+    "n_way_top_k_hit_rates",
+    "read_generated_folder",
+    "ssim",
+    "ssim_batch",
+    "top_k_accuracy",
+]

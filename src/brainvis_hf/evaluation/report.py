@@ -1,0 +1,385 @@
+"""``evaluate_generated``: all metrics of a ``brainvis generate`` output folder, written as
+``metrics.json``, ``metrics.md`` and PNG plots (the library function behind
+``brainvis evaluate``).
+
+Folder format (docs/architecture.md): ``manifest.json`` with ``eegs`` (one entry per EEG:
+``eeg_id``, ``true_label``, ``ground_truth``, ``predicted_label``, ``probs``) and ``images``
+(one entry per generated image: ``eeg_id``, ``sample``, ``file``), image paths relative to the
+folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classification_metrics import eeg_classification_metrics
+from .features import (
+    FeatureExtractorUnavailableError,
+    TransformersImageFeatureExtractor,
+    extract_features,
+    load_inception_feature_extractor,
+)
+from .generation_metrics import frechet_distance, inception_score, n_way_top_k_hit_rates
+from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_image_classifier
+from .ssim import ssim
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class GeneratedFolder:
+    """A validated ``brainvis generate`` output folder."""
+
+    root: Path
+    manifest: dict[str, Any]
+    eegs: list[dict[str, Any]]  # manifest order
+    image_files: list[Path]  # generated images, manifest order
+    image_eeg_index: np.ndarray  # index into `eegs` of each generated image
+    ground_truth_files: list[Path]  # one per EEG
+    class_names: list[str]
+
+
+def _fail(root: Path, message: str) -> ValueError:
+    return ValueError(f"{root / MANIFEST_NAME}: {message}")
+
+
+def read_generated_folder(generated_dir: str | Path) -> GeneratedFolder:
+    """Read and check a ``brainvis generate`` output folder: the manifest's structure, that every
+    listed file exists, that every EEG has ``num_images_per_eeg`` images and a ground truth,
+    and that ``images/`` holds no image missing from the manifest."""
+    root = Path(generated_dir)
+    manifest_path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise FileNotFoundError(f"generated folder not found: {root}")
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} not found: is {root} the output folder of `brainvis generate`?")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{manifest_path} is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict):
+        raise _fail(root, f"expected a JSON object at the top level; got {type(manifest).__name__}")
+    for key in ("eegs", "images"):
+        if not isinstance(manifest.get(key), list) or not manifest[key]:
+            raise _fail(root, f"expected a non-empty list under {key!r}; got {manifest.get(key)!r:.80}")
+    eegs = manifest["eegs"]
+    index_of: dict[str, int] = {}
+    for i, entry in enumerate(eegs):
+        if not isinstance(entry, dict) or "eeg_id" not in entry:
+            raise _fail(root, f"eegs[{i}] must be an object with an 'eeg_id'; got {entry!r:.80}")
+        eeg_id = str(entry["eeg_id"])
+        if eeg_id in index_of:
+            raise _fail(root, f"eeg_id {eeg_id!r} is listed twice in 'eegs'")
+        index_of[eeg_id] = i
+
+    image_files, image_eeg_index = [], []
+    seen_files = set()
+    for i, entry in enumerate(manifest["images"]):
+        if not isinstance(entry, dict) or "eeg_id" not in entry or "file" not in entry:
+            raise _fail(root, f"images[{i}] must be an object with 'eeg_id' and 'file'; got {entry!r:.80}")
+        eeg_id = str(entry["eeg_id"])
+        if eeg_id not in index_of:
+            raise _fail(root, f"images[{i}] ({entry['file']}) refers to eeg_id {eeg_id!r}, which is not in 'eegs'")
+        path = root / entry["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"generated image {path} listed in {manifest_path} (images[{i}]) does not exist")
+        if path.resolve() in seen_files:
+            raise _fail(root, f"image file {entry['file']} is listed twice in 'images'")
+        seen_files.add(path.resolve())
+        image_files.append(path)
+        image_eeg_index.append(index_of[eeg_id])
+    image_eeg_index_array = np.asarray(image_eeg_index, dtype=np.int64)
+
+    images_dir = root / "images"
+    if images_dir.is_dir():
+        unlisted = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() == ".png" and p.resolve() not in seen_files)
+        if unlisted:
+            raise _fail(root, f"{len(unlisted)} image(s) in {images_dir} are not listed in the manifest: {unlisted[:5]}")
+
+    counts = np.bincount(image_eeg_index_array, minlength=len(eegs))
+    expected = manifest.get("num_images_per_eeg")
+    if expected is not None:
+        wrong = [(str(eegs[i]["eeg_id"]), int(c)) for i, c in enumerate(counts) if c != expected]
+        if wrong:
+            raise _fail(root, f"num_images_per_eeg is {expected} but these EEGs have a different number of images (eeg_id, count): {wrong[:5]}")
+    elif len(set(counts.tolist())) > 1:
+        raise _fail(root, f"EEGs have different numbers of generated images ({sorted(set(counts.tolist()))}); expected the same for all")
+
+    ground_truth_files = []
+    for i, entry in enumerate(eegs):
+        if counts[i] == 0:
+            raise _fail(root, f"eeg_id {entry['eeg_id']!r} has no generated image in 'images'")
+        if not entry.get("ground_truth"):
+            raise _fail(
+                root,
+                f"eeg_id {entry['eeg_id']!r} has no ground truth ('ground_truth' is {entry.get('ground_truth')!r}); "
+                "the generation metrics need the ground-truth image of every EEG",
+            )
+        path = root / entry["ground_truth"]
+        if not path.is_file():
+            raise FileNotFoundError(f"ground-truth image {path} of eeg_id {entry['eeg_id']!r} (listed in {manifest_path}) does not exist")
+        ground_truth_files.append(path)
+
+    class_names = manifest.get("class_names") or []
+    return GeneratedFolder(root, manifest, eegs, image_files, image_eeg_index_array, ground_truth_files, list(class_names))
+
+
+def _load_rgb(paths: list[Path]) -> list:
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except OSError as err:
+            raise ValueError(f"cannot read image {path}: {err}") from err
+    return images
+
+
+def _eeg_metrics(folder: GeneratedFolder) -> dict[str, Any]:
+    rows = [e for e in folder.eegs if e.get("true_label") is not None and e.get("probs") is not None]
+    if not rows:
+        return {"computed": False, "reason": "no EEG in the manifest has both 'true_label' and 'probs'"}
+    lengths = {len(e["probs"]) for e in rows}
+    if len(lengths) > 1:
+        raise _fail(folder.root, f"the 'probs' lists of the EEGs have different lengths: {sorted(lengths)}")
+    result = eeg_classification_metrics(np.asarray([e["probs"] for e in rows], dtype=np.float64), np.asarray([int(e["true_label"]) for e in rows]))
+    result["confusion_matrix"] = result["confusion_matrix"].tolist()
+    result["computed"] = True
+    return result
+
+
+def _resolve_feature_extractor(feature_extractor: Any) -> tuple[Any, str, str | None]:
+    """-> (module or None, description, reason when None)."""
+    if feature_extractor is None or feature_extractor == "inception":
+        try:
+            return load_inception_feature_extractor(), "inception-v3 (FID standard)", None
+        except FeatureExtractorUnavailableError as err:
+            if feature_extractor == "inception":
+                raise
+            return None, "inception-v3 (FID standard)", str(err)
+    if feature_extractor == "none":
+        return None, "none", "disabled (feature_extractor='none')"
+    if isinstance(feature_extractor, str):
+        return TransformersImageFeatureExtractor.from_pretrained(feature_extractor), feature_extractor, None
+    return feature_extractor, type(feature_extractor).__name__, None
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * scale:.{digits}f}"
+
+
+def metrics_markdown(metrics: dict[str, Any]) -> str:
+    """The papers' results table (EEG top-1, GA N-way top-k, IS, FID, SSIM) as Markdown."""
+    ga = metrics["generation_accuracy"]
+    eeg = metrics["eeg_classification"]
+    fid_entry = metrics["fid"]
+    header = f"| Model | EEG top-1 (%) ↑ | GA {ga['n_way']}-way top-{ga['top_k']} (%) ↑ | IS ↑ | FID ↓ | SSIM ↑ |"
+    row = (
+        f"| {metrics.get('model') or 'brainvis'} | {_fmt(eeg.get('top1_accuracy'), 100)} | {_fmt(ga['value'], 100)} | "
+        f"{_fmt(metrics['inception_score']['mean'])} ± {_fmt(metrics['inception_score']['std'])} | "
+        f"{_fmt(fid_entry['value'])} | {_fmt(metrics['ssim']['mean'], 1, 3)} |"
+    )
+    lines = [header, "|---|---|---|---|---|---|", row, ""]
+    mode = "exact expected value" if ga["exact"] else f"{ga['num_trials']} trials per image, seed {ga['seed']}"
+    lines.append(f"- GA: {metrics['num_generated_images']} generated images, {mode}, classifier `{metrics['classifier']}`.")
+    lines.append(f"- IS: {metrics['inception_score']['splits']} split(s), probabilities of the same classifier.")
+    if fid_entry["computed"]:
+        lines.append(f"- FID: features `{fid_entry['feature_extractor']}`, generated vs ground-truth images.")
+    else:
+        lines.append(f"- FID: not computed ({fid_entry['reason']}).")
+    lines.append(f"- SSIM: generated vs its ground truth, ground truth resized to {metrics['ssim']['size'][0]} x {metrics['ssim']['size'][1]} (bicubic).")
+    if eeg.get("computed"):
+        lines.append(
+            f"- EEG classification on {eeg['num_samples']} EEGs: top-3 {_fmt(eeg['top3_accuracy'], 100)}%, "
+            f"top-5 {_fmt(eeg['top5_accuracy'], 100)}%, macro-F1 {_fmt(eeg['macro_f1'], 1, 3)}."
+        )
+    else:
+        lines.append(f"- EEG classification: not computed ({eeg['reason']}).")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_confusion(eeg: dict[str, Any], class_names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not eeg.get("computed"):
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"EEG confusion matrix not computed:\n{eeg['reason']}", ha="center", va="center", wrap=True)
+    else:
+        matrix = np.asarray(eeg["confusion_matrix"])
+        k = matrix.shape[0]
+        size = max(6.0, 0.22 * k + 2)
+        fig, ax = plt.subplots(figsize=(size, size))
+        image = ax.imshow(matrix, cmap="Blues")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        names = class_names if len(class_names) == k else [str(i) for i in range(k)]
+        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(k), names, fontsize=6)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"EEG classification (top-1 {eeg['top1_accuracy'] * 100:.1f}%, n = {eeg['num_samples']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_per_class_ga(per_class: dict[str, float], n_way: int, top_k: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, values = list(per_class), [per_class[n] * 100 for n in per_class]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(names) + 2), 4.5))
+    ax.bar(range(len(names)), values, color="tab:blue")
+    ax.axhline(100.0 * top_k / n_way, color="tab:red", linestyle="--", linewidth=1, label=f"chance ({100.0 * top_k / n_way:.1f}%)")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"GA {n_way}-way top-{top_k} (%)")
+    ax.set_title("Generation accuracy per class")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def evaluate_generated(
+    generated_dir: str | Path,
+    classifier: Any = DEFAULT_IMAGE_CLASSIFIER,
+    feature_extractor: Any = None,
+    *,
+    n_way: int = 50,
+    top_k: int = 1,
+    num_trials: int = 50,
+    seed: int | None = 0,
+    exact: bool = False,
+    inception_splits: int = 10,
+    output_dir: str | Path | None = None,
+    batch_size: int = 16,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Compute GA, IS, FID, SSIM and EEG classification metrics of a ``brainvis generate`` folder
+    and write ``metrics.json``, ``metrics.md``, ``confusion_matrix.png`` and ``per_class_ga.png``.
+
+    Args:
+        generated_dir: output folder of ``brainvis generate`` (see docs/architecture.md).
+        classifier: image classifier for GA and IS: Hub repo id / folder of an
+            ``AutoModelForImageClassification`` (default ImageNet-1k BEiT-L/16), or a
+            ``(model, image_processor)`` tuple. The true class of each generated image is the
+            classifier's argmax on its ground-truth image.
+        feature_extractor: FID features: ``None`` (standard Inception-v3 when available,
+            otherwise FID is recorded as not computed with the reason), ``"inception"``
+            (required; error if unavailable), ``"none"`` (skip), a transformers repo id /
+            folder (:class:`TransformersImageFeatureExtractor`), or an ``nn.Module``.
+        n_way, top_k, num_trials, seed, exact: GA settings (:func:`n_way_top_k_accuracy`).
+        inception_splits: IS splits (capped at the number of generated images).
+        output_dir: where to write the files (default: ``generated_dir``).
+        batch_size: images per forward pass; device: ``None`` -> CUDA when available.
+
+    Returns:
+        The dict written to ``metrics.json``.
+    """
+    folder = read_generated_folder(generated_dir)
+    output = Path(output_dir) if output_dir is not None else folder.root
+    output.mkdir(parents=True, exist_ok=True)
+
+    generated = _load_rgb(folder.image_files)
+    ground_truth = _load_rgb(folder.ground_truth_files)
+    height, width = generated[0].height, generated[0].width
+
+    if isinstance(classifier, (tuple, list)):
+        model, processor = classifier
+        classifier_name = getattr(model, "name_or_path", None) or type(model).__name__
+    else:
+        model, processor = load_image_classifier(str(classifier), device)
+        classifier_name = str(classifier)
+    num_labels = int(model.config.num_labels)
+    if not 2 <= n_way <= num_labels:
+        raise ValueError(f"n_way ({n_way}) must be between 2 and the number of classifier labels ({num_labels}, classifier {classifier_name})")
+    probs_generated = classify_images(generated, model, batch_size=batch_size, image_processor=processor)
+    probs_ground_truth = classify_images(ground_truth, model, batch_size=batch_size, image_processor=processor)
+    gt_class = probs_ground_truth.argmax(axis=1)
+    target = gt_class[folder.image_eeg_index]
+
+    # generation accuracy, overall and per EEG class
+    rates = n_way_top_k_hit_rates(probs_generated, target, n_way, top_k, num_trials, seed, exact)
+    per_class: dict[str, float] = {}
+    true_labels = [e.get("true_label") for e in folder.eegs]
+    for eeg_index in np.unique(folder.image_eeg_index):
+        label = true_labels[eeg_index]
+        if label is None:
+            name = "unknown"
+        elif 0 <= int(label) < len(folder.class_names):
+            name = folder.class_names[int(label)]
+        else:
+            name = str(label)
+        per_class.setdefault(name, [])  # type: ignore[arg-type]
+        per_class[name].extend(rates[folder.image_eeg_index == eeg_index].tolist())  # type: ignore[union-attr]
+    per_class_ga = {name: float(np.mean(v)) for name, v in sorted(per_class.items())}  # type: ignore[arg-type]
+
+    splits = min(inception_splits, len(generated))
+    is_mean, is_std = inception_score(probs_generated, splits=splits)
+
+    # FID: generated vs ground truth, both at the generated images' size
+    extractor, extractor_name, reason = _resolve_feature_extractor(feature_extractor)
+    fid_entry: dict[str, Any] = {"computed": False, "value": None, "feature_extractor": extractor_name, "reason": reason}
+    if extractor is not None:
+        if len(generated) < 2 or len(ground_truth) < 2:
+            fid_entry["reason"] = "FID needs at least 2 generated and 2 ground-truth images"
+        else:
+            features_generated = extract_features(extractor, generated, batch_size=batch_size, device=device, image_size=(height, width), desc="FID features (generated)")
+            features_ground_truth = extract_features(extractor, ground_truth, batch_size=batch_size, device=device, image_size=(height, width), desc="FID features (ground truth)")
+            fid_entry.update(computed=True, value=frechet_distance(features_generated, features_ground_truth), reason=None, num_features=int(features_generated.shape[1]))
+
+    # SSIM: each generated image vs its ground truth resized to the generated image's size
+    from PIL import Image
+
+    ssim_values = []
+    for image, eeg_index in zip(generated, folder.image_eeg_index):
+        reference = ground_truth[eeg_index]
+        if reference.size != image.size:
+            reference = reference.resize(image.size, Image.BICUBIC)
+        ssim_values.append(ssim(np.asarray(image), np.asarray(reference)))
+
+    eeg = _eeg_metrics(folder)
+    metrics: dict[str, Any] = {
+        "generated_dir": str(folder.root),
+        "model": folder.manifest.get("model"),
+        "classifier": classifier_name,
+        "num_classifier_labels": num_labels,
+        "num_eegs": len(folder.eegs),
+        "num_generated_images": len(generated),
+        "summary": {
+            f"ga_{n_way}way_top{top_k}": float(np.mean(rates)),
+            "inception_score": is_mean,
+            "fid": fid_entry["value"],
+            "ssim": float(np.mean(ssim_values)),
+            "eeg_top1_accuracy": eeg.get("top1_accuracy"),
+        },
+        "generation_accuracy": {
+            "value": float(np.mean(rates)), "n_way": n_way, "top_k": top_k, "num_trials": num_trials,
+            "seed": seed, "exact": exact, "per_image": rates.tolist(),
+            "ground_truth_classifier_labels": gt_class.tolist(),
+        },
+        "per_class_ga": per_class_ga,
+        "inception_score": {"mean": is_mean, "std": is_std, "splits": splits},
+        "fid": fid_entry,
+        "ssim": {"mean": float(np.mean(ssim_values)), "std": float(np.std(ssim_values)), "size": [height, width], "per_image": ssim_values},
+        "eeg_classification": eeg,
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (output / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+    _plot_confusion(eeg, folder.class_names, output / "confusion_matrix.png")
+    _plot_per_class_ga(per_class_ga, n_way, top_k, output / "per_class_ga.png")
+    return metrics
