@@ -1,0 +1,265 @@
+"""Configurations of the BrainVis EEG encoders (time branch, frequency branch, unified model).
+
+Defaults are the paper-size hyper-parameters of BrainVis (Fu et al., ICASSP 2025). This module
+imports only ``transformers`` so that it can be shipped as remote code next to saved weights.
+"""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+# The 40 EEG-ImageNet classes as words (the refinement prompts), in the order of the reference
+# table / the published signals files. Copied here so that the configuration is self-contained;
+# training code overwrites ``id2label`` with the order of the dataset it trains on.
+EEG_IMAGENET_CLASS_WORDS: tuple[str, ...] = (
+    "sorrel horse", "parachute", "iron", "anemone fish", "espresso maker", "coffee mug",
+    "mountain bike", "revolver", "giant panda", "daisy", "canoe", "lycaenid butterfly",
+    "German shepherd dog", "running shoe", "jack-o'-lantern", "cellular telephone", "golf ball",
+    "desktop computer", "broom", "pizza", "missile", "capuchin monkey", "pool table", "mailbag",
+    "convertible car", "folding chair", "pajama", "mitten", "electric guitar", "reflex camera",
+    "grand piano", "mountain tent", "banana", "bolete", "digital watch", "African elephant",
+    "airliner", "electric locomotive", "radio telescope", "cat",
+)  # fmt: skip
+
+PADDING_POLICIES = ("error", "zeros", "truncate")
+MASK_MODES = ("per_batch", "per_sample")
+
+
+def _check_positive(config: PreTrainedConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}.")
+
+
+def _check_probability(config: PreTrainedConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}.")
+
+
+def _set_default_num_labels(config: PreTrainedConfig, kwargs: dict, default: int) -> None:
+    if config.id2label is None and kwargs.get("num_labels") is None:
+        kwargs["num_labels"] = default
+
+
+class BrainVisTimeEncoderConfig(PreTrainedConfig):
+    r"""Configuration of the BrainVis time encoder and its Latent Masked Modeling (LMM) objective.
+
+    Args:
+        num_channels (`int`, defaults to 128): EEG channels C of the input (B x C x T).
+        num_samples (`int`, defaults to 440): time samples T of the input.
+        wave_length (`int`, defaults to 4): samples per unit; the patch projection is a Conv1d with
+            kernel = stride = `wave_length`, giving `num_units` tokens.
+        padding (`str`, defaults to `"error"`): what to do when `num_samples` is not a multiple of
+            `wave_length`. `"error"` refuses such a configuration; `"zeros"` right-pads every input
+            with zeros to the next multiple (`num_units = ceil(T / wave_length)`); `"truncate"`
+            drops the trailing `T % wave_length` samples (`num_units = T // wave_length`, what a
+            strided Conv1d does silently in the original code).
+        hidden_size (`int`, defaults to 1024): model width d.
+        num_hidden_layers (`int`, defaults to 8): transformer blocks of the encoder.
+        num_attention_heads (`int`, defaults to 16): attention heads (encoder and regressor).
+        intermediate_size (`int`, defaults to 4096): width of the GELU feed-forward layer.
+        hidden_dropout_prob (`float`, defaults to 0.2): dropout on the residual branches and the
+            feed-forward output of the encoder blocks.
+        attention_probs_dropout_prob (`float`, defaults to 0.2): dropout on the attention
+            probabilities of the encoder blocks.
+        enable_res_parameter (`bool`, defaults to `True`): scale every residual branch of the
+            encoder by a learnable scalar (`x = LayerNorm(x + Dropout(a * sublayer(x)))`).
+        residual_scale_init (`float`, defaults to 1e-8): initial value of those scalars.
+        layer_norm_eps (`float`, defaults to 1e-5): epsilon of the (post-)LayerNorms.
+        initializer_bias_value (`float`, defaults to 0.1): every Linear layer of the time encoder
+            is initialised with xavier-normal weights and this constant bias (as in the original).
+        mask_ratio (`float`, defaults to 0.75): share of units that are masked in LMM
+            (`int(mask_ratio * num_units)` units).
+        mask_mode (`str`, defaults to `"per_batch"`): `"per_batch"` draws one random permutation of
+            the units for the whole batch (the original); `"per_sample"` draws one per recording.
+        codebook_size (`int`, defaults to 660): size of the codebook of the LMM tokenizer.
+        num_regressor_layers (`int`, defaults to 4): cross-attention blocks of the LMM regressor.
+        regressor_dropout_prob (`float`, defaults to 0.1): dropout of the regressor blocks
+            (attention probabilities, residual branches, feed-forward output); 0.1 in the original.
+        momentum (`float`, defaults to 0.99): momentum m of the momentum encoder update
+            `theta_m <- m * theta_m + (1 - m) * theta_online`.
+        regression_loss_weight (`float`, defaults to 4.0): alpha, weight of the MSE regression loss.
+        codebook_loss_weight (`float`, defaults to 2.0): beta, weight of the codebook cross-entropy.
+        label_smoothing (`float`, defaults to 0.2): label smoothing of the codebook cross-entropy.
+        num_labels (`int`, defaults to 40): classes of `BrainVisTimeEncoderForEEGClassification`.
+    """
+
+    model_type = "brainvis_time_encoder"
+
+    num_channels: int = 128
+    num_samples: int = 440
+    wave_length: int = 4
+    padding: str = "error"
+    hidden_size: int = 1024
+    num_hidden_layers: int = 8
+    num_attention_heads: int = 16
+    intermediate_size: int = 4096
+    hidden_dropout_prob: float = 0.2
+    attention_probs_dropout_prob: float = 0.2
+    enable_res_parameter: bool = True
+    residual_scale_init: float = 1e-8
+    layer_norm_eps: float = 1e-5
+    initializer_bias_value: float = 0.1
+    mask_ratio: float = 0.75
+    mask_mode: str = "per_batch"
+    codebook_size: int = 660
+    num_regressor_layers: int = 4
+    regressor_dropout_prob: float = 0.1
+    momentum: float = 0.99
+    regression_loss_weight: float = 4.0
+    codebook_loss_weight: float = 2.0
+    label_smoothing: float = 0.2
+
+    def __post_init__(self, **kwargs):
+        _set_default_num_labels(self, kwargs, 40)
+        self.enable_res_parameter = bool(self.enable_res_parameter)
+        _check_positive(
+            self, "num_channels", "num_samples", "wave_length", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "codebook_size", "num_regressor_layers",
+        )  # fmt: skip
+        _check_probability(
+            self, "hidden_dropout_prob", "attention_probs_dropout_prob", "regressor_dropout_prob", "label_smoothing"
+        )
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                f"({self.num_attention_heads})."
+            )
+        if self.padding not in PADDING_POLICIES:
+            raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {self.padding!r}.")
+        if self.padding == "error" and self.num_samples % self.wave_length != 0:
+            raise ValueError(
+                f"num_samples ({self.num_samples}) is not a multiple of wave_length ({self.wave_length}); "
+                "set padding='zeros' (right-pad with zeros) or padding='truncate' (drop the trailing samples)."
+            )
+        if self.num_units < 1:
+            raise ValueError(f"num_samples ({self.num_samples}) is shorter than one unit ({self.wave_length}).")
+        if self.mask_mode not in MASK_MODES:
+            raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}.")
+        if not 0.0 < float(self.mask_ratio) < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}.")
+        if self.num_units >= 2 and not 1 <= self.num_masked_units < self.num_units:
+            raise ValueError(
+                f"mask_ratio={self.mask_ratio} masks {self.num_masked_units} of {self.num_units} units; "
+                "at least one unit must be masked and one visible."
+            )
+        if not 0.0 <= float(self.momentum) <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {self.momentum!r}.")
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_units(self) -> int:
+        """Number of tokens n the patch projection makes of `num_samples` samples."""
+        if self.padding == "zeros":
+            return -(-self.num_samples // self.wave_length)
+        return self.num_samples // self.wave_length
+
+    @property
+    def num_masked_units(self) -> int:
+        """Units masked in LMM: `int(mask_ratio * num_units)` (82 of 110 at paper size)."""
+        return int(self.mask_ratio * self.num_units)
+
+
+class BrainVisFreqEncoderConfig(PreTrainedConfig):
+    r"""Configuration of the BrainVis frequency encoder (|FFT| -> LSTM -> Linear -> ReLU).
+
+    Args:
+        num_channels (`int`, defaults to 128): EEG channels C (the LSTM input size).
+        num_samples (`int`, defaults to 440): time samples T; the FFT is taken over them and the
+            bins `1 .. T // 2` are kept (DC dropped).
+        lstm_hidden_size (`int`, defaults to 128): hidden size of the one-layer LSTM.
+        num_lstm_layers (`int`, defaults to 1): LSTM layers (1 in the paper).
+        feature_size (`int`, defaults to 128): width of the frequency feature (Linear + ReLU).
+        num_labels (`int`, defaults to 40): classes of `BrainVisFreqEncoderForEEGClassification`.
+    """
+
+    model_type = "brainvis_freq_encoder"
+
+    num_channels: int = 128
+    num_samples: int = 440
+    lstm_hidden_size: int = 128
+    num_lstm_layers: int = 1
+    feature_size: int = 128
+
+    def __post_init__(self, **kwargs):
+        _set_default_num_labels(self, kwargs, 40)
+        _check_positive(self, "num_channels", "num_samples", "lstm_hidden_size", "num_lstm_layers", "feature_size")
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be at least 2 to have a frequency bin, got {self.num_samples}.")
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_frequency_bins(self) -> int:
+        """Frequency steps the LSTM reads: bins 1 .. T // 2 of the FFT (220 at paper size)."""
+        return self.num_samples // 2
+
+
+class BrainVisConfig(PreTrainedConfig):
+    r"""Configuration of the unified time-frequency model, its classifier and the CLIP alignment head.
+
+    Args:
+        time_config (`dict` or `BrainVisTimeEncoderConfig`, *optional*): the time branch.
+        freq_config (`dict` or `BrainVisFreqEncoderConfig`, *optional*): the frequency branch.
+            Both branches must agree on `num_channels` and `num_samples`.
+        num_labels (`int`, defaults to 40): classes of the unified classifier. `id2label`
+            defaults to the 40 EEG-ImageNet class words (e.g. `"sorrel horse"`) in the order of
+            the reference table; set it to your dataset's class order (the words are the
+            refinement prompts of the pipeline). With another `num_labels` and no `id2label`
+            the labels are `LABEL_i`.
+        prompt_sequence_length (`int`, defaults to 77): tokens of the predicted prompt embedding.
+        prompt_embed_dim (`int`, defaults to 768): width of the predicted prompt embedding (the
+            hidden size of the Stable Diffusion text encoder it stands in for).
+        eeg_time_window (`tuple[int, int]`, defaults to `(20, 460)`): samples of the raw
+            recording the model was trained on (informative, used by data preparation).
+        alignment_classification_loss_weight (`float`, defaults to 0.0): weight of the class
+            cross-entropy added to the alignment loss when `labels` are given (0 in the paper:
+            the alignment stage trains on the CLIP loss only; the CE is still reported).
+    """
+
+    model_type = "brainvis"
+    sub_configs_defaults = {"time_config": BrainVisTimeEncoderConfig, "freq_config": BrainVisFreqEncoderConfig}
+
+    time_config: dict | BrainVisTimeEncoderConfig | None = None
+    freq_config: dict | BrainVisFreqEncoderConfig | None = None
+    prompt_sequence_length: int = 77
+    prompt_embed_dim: int = 768
+    eeg_time_window: tuple[int, int] | list[int] = (20, 460)
+    alignment_classification_loss_weight: float = 0.0
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and kwargs.get("num_labels") in (None, len(EEG_IMAGENET_CLASS_WORDS)):
+            kwargs.pop("num_labels", None)
+            self.id2label = dict(enumerate(EEG_IMAGENET_CLASS_WORDS))
+            self.label2id = {word: i for i, word in self.id2label.items()}
+        _check_positive(self, "prompt_sequence_length", "prompt_embed_dim")
+        self.eeg_time_window = tuple(int(v) for v in self.eeg_time_window)
+        if len(self.eeg_time_window) != 2 or self.eeg_time_window[0] >= self.eeg_time_window[1]:
+            raise ValueError(f"eeg_time_window must be (start, end) with start < end, got {self.eeg_time_window!r}.")
+        super().__post_init__(**kwargs)
+        for name in ("num_channels", "num_samples"):
+            time_value, freq_value = getattr(self.time_config, name), getattr(self.freq_config, name)
+            if time_value != freq_value:
+                raise ValueError(
+                    f"time_config.{name} ({time_value}) and freq_config.{name} ({freq_value}) must be equal."
+                )
+
+    @property
+    def num_channels(self) -> int:
+        """EEG channels C of the input."""
+        return self.time_config.num_channels
+
+    @property
+    def num_samples(self) -> int:
+        """Time samples T of the input."""
+        return self.time_config.num_samples
+
+    @property
+    def feature_size(self) -> int:
+        """Width of the joint time-frequency feature, d + frequency feature size."""
+        return self.time_config.hidden_size + self.freq_config.feature_size
+
+
+__all__ = ["BrainVisConfig", "BrainVisFreqEncoderConfig", "BrainVisTimeEncoderConfig", "EEG_IMAGENET_CLASS_WORDS"]
