@@ -143,6 +143,25 @@ def _load_rgb(paths: list[Path]) -> list:
     return images
 
 
+def _per_class_ga(rates: np.ndarray, folder: GeneratedFolder) -> dict[str, float]:
+    """Mean per-image GA of each EEG class (manifest ``true_label``), in class-id order; EEGs
+    without a true label are grouped under ``"unknown"`` (last)."""
+    groups: dict[int, list[float]] = {}
+    for image_index, eeg_index in enumerate(folder.image_eeg_index):
+        label = folder.eegs[eeg_index].get("true_label")
+        groups.setdefault(-1 if label is None else int(label), []).append(float(rates[image_index]))
+    result = {}
+    for label in sorted(groups, key=lambda value: (value < 0, value)):
+        if label < 0:
+            name = "unknown"
+        elif label < len(folder.class_names):
+            name = str(folder.class_names[label])
+        else:
+            name = str(label)
+        result[name] = float(np.mean(groups[label]))
+    return result
+
+
 def _eeg_metrics(folder: GeneratedFolder) -> dict[str, Any]:
     rows = [e for e in folder.eegs if e.get("true_label") is not None and e.get("probs") is not None]
     if not rows:
@@ -314,19 +333,7 @@ def evaluate_generated(
 
     # generation accuracy, overall and per EEG class
     rates = n_way_top_k_hit_rates(probs_generated, target, n_way, top_k, num_trials, seed, exact)
-    per_class: dict[str, float] = {}
-    true_labels = [e.get("true_label") for e in folder.eegs]
-    for eeg_index in np.unique(folder.image_eeg_index):
-        label = true_labels[eeg_index]
-        if label is None:
-            name = "unknown"
-        elif 0 <= int(label) < len(folder.class_names):
-            name = folder.class_names[int(label)]
-        else:
-            name = str(label)
-        per_class.setdefault(name, [])  # type: ignore[arg-type]
-        per_class[name].extend(rates[folder.image_eeg_index == eeg_index].tolist())  # type: ignore[union-attr]
-    per_class_ga = {name: float(np.mean(v)) for name, v in sorted(per_class.items())}  # type: ignore[arg-type]
+    per_class_ga = _per_class_ga(rates, folder)
 
     splits = min(inception_splits, len(generated))
     is_mean, is_std = inception_score(probs_generated, splits=splits)
