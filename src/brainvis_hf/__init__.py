@@ -39,6 +39,11 @@ _LAZY_IMPORTS: dict[str, str] = {
     # labels
     "EEG_IMAGENET_WNIDS": ".data.labels",
     "WNID_TO_WORDS": ".data.labels",
+    # evaluation
+    "evaluate_generated": ".evaluation",
+    "linear_probe_accuracy": ".evaluation",
+    "n_way_top_k_accuracy": ".evaluation",
+    "eeg_classification_metrics": ".evaluation",
 }
 
 __all__ = ["__version__", *_LAZY_IMPORTS]

@@ -13,7 +13,8 @@ Feature-extractor convention: an ``nn.Module`` whose forward takes a float32 ten
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -35,9 +36,20 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def _open_rgb(path: Any) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as err:  # FileNotFoundError included
+        raise (FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError)(f"cannot read image {path}: {err}") from err
+
+
 def to_pil_images(images: Any, name: str = "images") -> list:
-    """Sequence of PIL images / uint8 ``H x W x 3`` arrays or tensors, or a batch tensor/array
-    (uint8 ``N x H x W x 3`` or float ``N x 3 x H x W`` in [0, 1]) -> list of RGB PIL images."""
+    """Images -> list of RGB PIL images. Accepts a sequence of PIL images, uint8 ``H x W x 3``
+    arrays/tensors or image file paths, or a batch tensor/array (uint8 ``N x H x W x 3`` or
+    float ``N x 3 x H x W`` in [0, 1])."""
     from PIL import Image
 
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
@@ -52,13 +64,29 @@ def to_pil_images(images: Any, name: str = "images") -> list:
         if isinstance(image, Image.Image):
             result.append(image.convert("RGB"))
             continue
+        if isinstance(image, (str, Path)):
+            result.append(_open_rgb(image))
+            continue
         array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
-            raise ValueError(f"`{name}[{i}]` must be a PIL image or a uint8 H x W x 3 array; got dtype {array.dtype}, shape {array.shape}")
+            raise ValueError(f"`{name}[{i}]` must be a PIL image, an image path or a uint8 H x W x 3 array; got dtype {array.dtype}, shape {array.shape}")
         result.append(Image.fromarray(array))
     if not result:
         raise ValueError(f"`{name}` is empty")
     return result
+
+
+def image_batches(images: Any, batch_size: int, desc: str, name: str = "images") -> Iterator[Any]:
+    """Consecutive slices of ``batch_size`` images (of a list, array or tensor) with a progress
+    bar; images given as paths are only opened when their batch is converted."""
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1; got {batch_size}")
+    if isinstance(images, (str, Path)) or not hasattr(images, "__len__"):
+        images = list(images) if not isinstance(images, (str, Path)) else [images]
+    if len(images) == 0:
+        raise ValueError(f"`{name}` is empty")
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
+        yield images[start : start + batch_size]
 
 
 def images_to_tensor(images: Any, size: tuple[int, int] | None = None, name: str = "images") -> torch.Tensor:
@@ -174,14 +202,17 @@ def extract_features(
 ) -> np.ndarray:
     """Run ``feature_extractor`` over images in batches (see :func:`images_to_tensor` for the
     accepted images); returns ``N x F`` float64 features."""
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1; got {batch_size}")
-    pixels = images_to_tensor(images, image_size)
     device = resolve_device(device)
     feature_extractor = feature_extractor.to(device).eval()
     outputs = []
-    for start in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False):
-        batch = pixels[start : start + batch_size].to(device)
+    shape = None
+    for chunk in image_batches(images, batch_size, desc):
+        batch = images_to_tensor(chunk, image_size)
+        if shape is None:
+            shape = batch.shape[1:]
+        elif batch.shape[1:] != shape:
+            raise ValueError(f"`images` have different sizes ({tuple(shape[1:])} and {tuple(batch.shape[2:])}, height x width); pass `image_size` to resize them")
+        batch = batch.to(device)
         features = feature_extractor(batch)
         if not isinstance(features, torch.Tensor) or features.ndim < 2 or features.shape[0] != batch.shape[0]:
             got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .features import resolve_device, to_pil_images
+from .features import image_batches, resolve_device, to_pil_images
 
 #: Default classifier: BEiT-large (a ViT-L/16), pre-trained on ImageNet-22k and fine-tuned on
 #: ImageNet-1k at 384 x 384 (1000 labels, ~88.4% top-1) -- the strongest ImageNet-1k ViT
@@ -39,8 +39,9 @@ def classify_images(
     """Class probabilities of images under an image classifier.
 
     Args:
-        images: PIL images / uint8 ``H x W x 3`` arrays, or a batch tensor (see
-            :func:`brainvis_hf.evaluation.features.to_pil_images`).
+        images: PIL images, image paths or uint8 ``H x W x 3`` arrays, or a batch tensor (see
+            :func:`brainvis_hf.evaluation.features.to_pil_images`); paths are opened batch by
+            batch.
         model: a Hub repo id or local folder of an ``AutoModelForImageClassification`` (default
             :data:`DEFAULT_IMAGE_CLASSIFIER`, ImageNet-1k), or a loaded model (then pass
             ``image_processor`` too, or it is loaded from ``model.name_or_path``).
@@ -51,8 +52,6 @@ def classify_images(
     Returns:
         ``(N, num_labels)`` float64 softmax probabilities.
     """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1; got {batch_size}")
     if isinstance(model, str):
         model, loaded_processor = load_image_classifier(model, device)
         image_processor = image_processor or loaded_processor
@@ -60,11 +59,10 @@ def classify_images(
         from transformers import AutoImageProcessor
 
         image_processor = AutoImageProcessor.from_pretrained(model.name_or_path)
-    pil = to_pil_images(images)
     parameter = next(model.parameters())
     probs = []
-    for start in tqdm(range(0, len(pil), batch_size), desc="classifying images", leave=False):
-        inputs = image_processor(images=pil[start : start + batch_size], return_tensors="pt")
+    for chunk in image_batches(images, batch_size, "classifying images"):
+        inputs = image_processor(images=to_pil_images(chunk), return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
         logits = model(pixel_values=pixel_values).logits
         probs.append(torch.softmax(logits.double(), dim=-1).cpu())

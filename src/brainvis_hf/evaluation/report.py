@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
 
 from .classification_metrics import eeg_classification_metrics
 from .features import (
     FeatureExtractorUnavailableError,
+    _open_rgb,
     TransformersImageFeatureExtractor,
     extract_features,
     load_inception_feature_extractor,
@@ -128,19 +131,6 @@ def read_generated_folder(generated_dir: str | Path) -> GeneratedFolder:
 
     class_names = manifest.get("class_names") or []
     return GeneratedFolder(root, manifest, eegs, image_files, image_eeg_index_array, ground_truth_files, list(class_names))
-
-
-def _load_rgb(paths: list[Path]) -> list:
-    from PIL import Image
-
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-        except OSError as err:
-            raise ValueError(f"cannot read image {path}: {err}") from err
-    return images
 
 
 def _per_class_ga(rates: np.ndarray, folder: GeneratedFolder) -> dict[str, float]:
@@ -313,9 +303,10 @@ def evaluate_generated(
     output = Path(output_dir) if output_dir is not None else folder.root
     output.mkdir(parents=True, exist_ok=True)
 
-    generated = _load_rgb(folder.image_files)
-    ground_truth = _load_rgb(folder.ground_truth_files)
-    height, width = generated[0].height, generated[0].width
+    # images are opened batch by batch (paths), so memory does not grow with the folder size
+    generated, ground_truth = folder.image_files, folder.ground_truth_files
+    with Image.open(generated[0]) as first:
+        width, height = first.size
 
     if isinstance(classifier, (tuple, list)):
         model, processor = classifier
@@ -350,13 +341,13 @@ def evaluate_generated(
             fid_entry.update(computed=True, value=frechet_distance(features_generated, features_ground_truth), reason=None, num_features=int(features_generated.shape[1]))
 
     # SSIM: each generated image vs its ground truth resized to the generated image's size
-    from PIL import Image
-
     ssim_values = []
-    for image, eeg_index in zip(generated, folder.image_eeg_index):
-        reference = ground_truth[eeg_index]
-        if reference.size != image.size:
-            reference = reference.resize(image.size, Image.BICUBIC)
+    cached_index, reference_image = -1, None
+    for path, eeg_index in tqdm(list(zip(generated, folder.image_eeg_index)), desc="SSIM", leave=False):
+        image = _open_rgb(path)
+        if eeg_index != cached_index:
+            cached_index, reference_image = eeg_index, _open_rgb(ground_truth[eeg_index])
+        reference = reference_image if reference_image.size == image.size else reference_image.resize(image.size, Image.BICUBIC)
         ssim_values.append(ssim(np.asarray(image), np.asarray(reference)))
 
     eeg = _eeg_metrics(folder)
