@@ -4,7 +4,8 @@
   images x 2 subjects = 400 recordings, 128 channels, with 32 x 32 class images); has
   ``.eeg_path``, ``.splits_path``, ``.image_root`` (see ``SyntheticEEGImageNetFiles``).
 * ``eeg_imagenet_dataset``: ``load_eeg_imagenet`` on it, with the ``image`` column
-  (train 240 / validation 79 / test 79 rows; ``eeg`` 128 x 440).
+  (~240 / 80 / 80 rows in train / validation / test: 2 of the 400
+  recordings fall outside 450..600 samples; ``eeg`` 128 x 440).
 * ``prepared_data_dir``: that ``DatasetDict`` written by ``prepare_dataset`` (a ``Path``).
 """
 

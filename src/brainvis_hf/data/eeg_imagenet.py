@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -101,7 +102,7 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
             "yourself and re-save the plain dict/list/tensor structure with torch.save. "
             f"Details: {str(err).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - any other failure: not a (readable) PyTorch file
         raise ValueError(f"{path}: not a readable PyTorch file ({type(err).__name__}: {err})") from None
 
 
@@ -334,7 +335,11 @@ def image_path(image_root: str | os.PathLike, image_name: str) -> Path:
 
 
 def _file_fingerprint(*paths: str | os.PathLike | None) -> str:
-    """Size and modification time of each file: part of the cache key, so a changed file is reloaded."""
+    """Size and modification time of each path: part of the cache key, so a changed file is reloaded.
+
+    For a folder (the image root), the modification times of the folder and of its class
+    sub-folders are used: adding or removing an image changes them.
+    """
     parts = []
     for p in paths:
         if p is None:
@@ -343,6 +348,10 @@ def _file_fingerprint(*paths: str | os.PathLike | None) -> str:
         try:
             st = os.stat(p)
             parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+            if os.path.isdir(p):
+                with os.scandir(p) as entries:
+                    subdirs = sorted((e.name, e.stat().st_mtime_ns) for e in entries if e.is_dir())
+                parts.append(hashlib.sha256(repr(subdirs).encode()).hexdigest()[:16])
         except OSError:
             parts.append("missing")
     return "|".join(parts)
