@@ -153,7 +153,11 @@ def load_original_state_dict(path: str | os.PathLike, allow_pickled_module: bool
             obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
         except pickle.UnpicklingError as err:
             raise ValueError(f"{path}: unsafe or unknown content in the pickled module: {err}") from None
+        except (RuntimeError, EOFError, OSError) as err:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from None
         obj = _module_state_dict(obj)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
