@@ -36,6 +36,8 @@ _LAZY_IMPORTS: dict[str, str] = {
     "EEGImageNet": ".data",
     "BrainVisDataCollator": ".data",
     "write_synthetic_eeg_imagenet": ".data",
+    "prepare_dataset": ".data",
+    "load_prepared_dataset": ".data",
     # labels
     "EEG_IMAGENET_WNIDS": ".data.labels",
     "WNID_TO_WORDS": ".data.labels",
