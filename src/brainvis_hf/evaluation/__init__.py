@@ -31,7 +31,7 @@ from .generation_metrics import (
 from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_image_classifier
 from .linear_probe import linear_probe_accuracy
 from .report import evaluate_generated, metrics_markdown, read_generated_folder
-from .ssim import ssim, ssim_batch
+from .structural_similarity import ssim, ssim_batch
 
 #: names of the bundled ``evaluate`` modules
 METRIC_MODULES = ("n_way_top_k_accuracy", "inception_score", "fid", "ssim", "eeg_classification")

@@ -30,7 +30,7 @@ from .features import (
 )
 from .generation_metrics import frechet_distance, inception_score, n_way_top_k_hit_rates
 from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_image_classifier
-from .ssim import ssim
+from .structural_similarity import ssim
 
 MANIFEST_NAME = "manifest.json"
 

@@ -5,7 +5,7 @@ scikit-image defaults: a 7 x 7 uniform window, ``K1 = 0.01``, ``K2 = 0.03``, sam
 covariance (``N / (N - 1)`` with ``N = 49``), and the SSIM map cropped by ``(7 - 1) // 2 = 3``
 pixels on every side before averaging; the result is the mean over the channels. Because of
 the crop, only windows lying entirely inside the image count, so the window sums are computed
-exactly with integral images ("valid" box filter) and no border mode is involved.
+exactly with shifted-slice sums ("valid" box filter) and no border mode is involved.
 """
 
 from __future__ import annotations
@@ -35,21 +35,27 @@ def _as_uint8_image(image: Any, name: str) -> np.ndarray:
     return array
 
 
-def _box_mean_valid(x: np.ndarray) -> np.ndarray:
-    """Mean over every fully-contained WIN_SIZE x WIN_SIZE window of the leading two axes
-    (``x``: H x W x ...), via an integral image in float64."""
-    integral = np.zeros((x.shape[0] + 1, x.shape[1] + 1, *x.shape[2:]), dtype=np.float64)
-    np.cumsum(np.cumsum(x, axis=0), axis=1, out=integral[1:, 1:])
+def _window_sums(x: np.ndarray) -> np.ndarray:
+    """Sum over every fully-contained WIN_SIZE x WIN_SIZE window of the last two axes
+    (``x``: ... x H x W), separably by adding WIN_SIZE shifted slices per axis. For
+    integer-valued float64 input (uint8 images and their products) every partial sum is an
+    exact integer below 2**53, so the window sums are exact."""
     w = WIN_SIZE
-    sums = integral[w:, w:] - integral[:-w, w:] - integral[w:, :-w] + integral[:-w, :-w]
-    return sums / (w * w)
+    height, width = x.shape[-2] - w + 1, x.shape[-1] - w + 1
+    rows = x[..., :height, :].copy()
+    for i in range(1, w):
+        rows += x[..., i : i + height, :]
+    out = rows[..., :width].copy()
+    for j in range(1, w):
+        out += rows[..., j : j + width]
+    return out
 
 
 def _ssim_per_channel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean SSIM per channel of float64 H x W x C arrays (channels last)."""
-    ux, uy = _box_mean_valid(a), _box_mean_valid(b)
-    uxx, uyy, uxy = _box_mean_valid(a * a), _box_mean_valid(b * b), _box_mean_valid(a * b)
+    """Mean SSIM per channel of float64 ``C x H x W`` arrays (channels first)."""
+    sums = _window_sums(np.stack([a, b, a * a, b * b, a * b]))  # 5 x C x H' x W'
     n = WIN_SIZE * WIN_SIZE
+    ux, uy, uxx, uyy, uxy = sums / n
     cov_norm = n / (n - 1)  # sample covariance
     vx = cov_norm * (uxx - ux * ux)
     vy = cov_norm * (uyy - uy * uy)
@@ -58,7 +64,11 @@ def _ssim_per_channel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     c2 = (K2 * DATA_RANGE) ** 2
     numerator = (2 * ux * uy + c1) * (2 * vxy + c2)
     denominator = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-    return (numerator / denominator).mean(axis=(0, 1))
+    return (numerator / denominator).mean(axis=(1, 2))
+
+
+def _channels_first(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float64)
 
 
 def ssim(image_a: Any, image_b: Any) -> float:
@@ -71,7 +81,7 @@ def ssim(image_a: Any, image_b: Any) -> float:
     b = _as_uint8_image(image_b, "image_b")
     if a.shape != b.shape:
         raise ValueError(f"`image_a` and `image_b` must have the same shape; got {a.shape} and {b.shape}")
-    return float(_ssim_per_channel(a.astype(np.float64), b.astype(np.float64)).mean())
+    return float(_ssim_per_channel(_channels_first(a), _channels_first(b)).mean())
 
 
 def ssim_batch(images_a: Sequence[Any], images_b: Sequence[Any]) -> np.ndarray:
