@@ -300,3 +300,15 @@ def test_missing_manifest_and_n_way_too_large(generated_dir, classifier_dir, tmp
     assert "manifest.json not found: is" in capsys.readouterr().err
     with pytest.raises(ValueError, match=re.escape("n_way (1001) must be between 2 and the number of classifier labels (1000")):
         evaluate_generated(generated_dir, classifier_dir, "none", n_way=1001, output_dir=tmp_path)
+
+
+def test_unloadable_models_and_default_classifier(generated_dir, tmp_path, capsys):
+    from brainvis_hf.cli.evaluate import DEFAULT_CLASSIFIER
+    from brainvis_hf.evaluation import DEFAULT_IMAGE_CLASSIFIER
+
+    assert DEFAULT_CLASSIFIER == DEFAULT_IMAGE_CLASSIFIER  # the CLI keeps an import-free copy
+    missing = tmp_path / "no_such_model"
+    assert main(["evaluate", "--generated", str(generated_dir), "--classifier", str(missing), "--output", str(tmp_path)]) == 2
+    assert f"cannot load the image classifier '{missing}'" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="cannot load the feature extractor"):
+        TransformersImageFeatureExtractor.from_pretrained(str(missing))

@@ -119,8 +119,11 @@ class TransformersImageFeatureExtractor(nn.Module):
         """Load ``AutoModel`` + ``AutoImageProcessor`` from a Hub repo id or a local folder."""
         from transformers import AutoImageProcessor, AutoModel
 
-        model = AutoModel.from_pretrained(name_or_path, **kwargs)
-        processor = AutoImageProcessor.from_pretrained(name_or_path)
+        try:
+            model = AutoModel.from_pretrained(name_or_path, **kwargs)
+            processor = AutoImageProcessor.from_pretrained(name_or_path)
+        except OSError as err:
+            raise FileNotFoundError(f"cannot load the feature extractor {name_or_path!r} (AutoModel + AutoImageProcessor): {err}") from err
         return cls(model, processor)
 
     @torch.no_grad()

@@ -23,9 +23,14 @@ def load_image_classifier(model: str = DEFAULT_IMAGE_CLASSIFIER, device: str | t
     in eval mode on ``device``."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    classifier = AutoModelForImageClassification.from_pretrained(model).to(resolve_device(device)).eval()
-    processor = AutoImageProcessor.from_pretrained(model)
-    return classifier, processor
+    try:
+        classifier = AutoModelForImageClassification.from_pretrained(model)
+        processor = AutoImageProcessor.from_pretrained(model)
+    except OSError as err:  # not a folder / not on the Hub / offline without a cached copy
+        raise FileNotFoundError(
+            f"cannot load the image classifier {model!r} (AutoModelForImageClassification + AutoImageProcessor): {err}"
+        ) from err
+    return classifier.to(resolve_device(device)).eval(), processor
 
 
 @torch.no_grad()
