@@ -1,7 +1,155 @@
-"""`brainvis train` (placeholder until its issue lands: registers nothing)."""
+"""`brainvis train STAGE`: train one BrainVis stage with ``transformers.Trainer``.
+
+Works the same under ``accelerate launch`` (several GPUs or CPU processes): see
+``training/README.md`` and ``docs/training.md``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 
-def register(subparsers) -> None:  # noqa: ARG001 - replaced by the real sub-command
-    return None
+_STAGES = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
+
+# Trainer options exposed directly: (flag, type, help); every other TrainingArguments field can be
+# given with --training-arg NAME=VALUE.
+_TRAINER_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("--num-train-epochs", float, "epochs (default: the preset's)"),
+    ("--max-steps", int, "optimizer steps; overrides --num-train-epochs"),
+    ("--per-device-train-batch-size", int, "training batch per device"),
+    ("--per-device-eval-batch-size", int, "evaluation batch per device"),
+    ("--gradient-accumulation-steps", int, "micro-batches per optimizer step"),
+    ("--learning-rate", float, "peak learning rate"),
+    ("--weight-decay", float, "weight decay"),
+    ("--lr-scheduler-type", str, "e.g. constant, linear, cosine"),
+    ("--warmup-steps", float, "warm-up steps (or a ratio < 1)"),
+    ("--logging-steps", float, "steps between training logs"),
+    ("--eval-strategy", str, "no, steps or epoch"),
+    ("--eval-steps", float, "steps between evaluations (with --eval-strategy steps)"),
+    ("--save-strategy", str, "no, steps, epoch or best"),
+    ("--save-steps", float, "steps between checkpoints (with --save-strategy steps)"),
+    ("--save-total-limit", int, "checkpoints kept"),
+    ("--dataloader-num-workers", int, "data-loading worker processes"),
+    ("--report-to", str, "tensorboard (default), none, wandb, ..."),
+)
+_TRAINER_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--bf16", "bfloat16 mixed precision"),
+    ("--fp16", "float16 mixed precision (CUDA)"),
+    ("--gradient-checkpointing", "recompute activations in the backward pass (saves memory)"),
+    ("--use-cpu", "train on the CPU even if a GPU is available"),
+)
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` sub-command."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a BrainVis stage (time-pretrain, time-finetune, freq, timefreq, align)",
+        description=(
+            "Train one BrainVis stage on a prepared data folder with transformers.Trainer. The best "
+            "model (selected on the validation split) is saved with save_pretrained in --output, "
+            "with trainer_state.json, TensorBoard logs (runs/), metrics.json, training_curves.png and "
+            "a model card. Run it under `accelerate launch` for several devices."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("stage", choices=_STAGES, help="the stage to train")
+    parser.add_argument("--data", required=True, help="prepared data folder (brainvis data prepare)")
+    parser.add_argument("--output", required=True, help="run folder (the best model is saved in it)")
+    parser.add_argument("--preset", default="paper", choices=("paper", "tiny"), help="model + hyper-parameter preset")
+    parser.add_argument("--config", default=None, help="model config.json replacing the preset's (fresh models)")
+    parser.add_argument("--training-config", default=None, help="hyper-parameter JSON replacing the preset's")
+    parser.add_argument(
+        "--init", action="append", default=[], metavar="DIR",
+        help="folder(s) to start from: time-finetune: time encoder; timefreq: time encoder then frequency "
+        "encoder; align: unified model (repeat --init)",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--protocol", default="validation", choices=("validation", "paper"),
+        help="validation: select on validation; paper: the original's train on train+validation, select on test",
+    )
+    parser.add_argument("--lora", action="store_true", help="train LoRA adapters on the time encoder only")
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--lora-alpha", type=int, default=16)
+    parser.add_argument("--lora-dropout", type=float, default=0.05)
+    parser.add_argument("--merge-lora", action="store_true", help="also save the merged model (adapter in lora_adapter/)")
+    parser.add_argument("--linear-probe-every", type=int, default=None, help="time-pretrain: epochs between probes")
+    parser.add_argument(
+        "--resume-from-checkpoint", nargs="?", const="last", default=None, metavar="CHECKPOINT",
+        help="resume from a checkpoint folder, or the last one in --output when no folder is given",
+    )
+    parser.add_argument("--overwrite-output", action="store_true", help="delete earlier checkpoints in --output")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the run folder to this Hub repo")
+    parser.add_argument("--hub-private", action="store_true")
+    parser.add_argument("--hub-token", default=None)
+    trainer_group = parser.add_argument_group("Trainer options (override the preset)")
+    for flag, kind, text in _TRAINER_OPTIONS:
+        trainer_group.add_argument(flag, type=kind, default=None, help=text)
+    for flag, text in _TRAINER_FLAGS:
+        trainer_group.add_argument(flag, action="store_true", default=None, help=text)
+    trainer_group.add_argument(
+        "--training-arg", action="append", default=[], metavar="NAME=VALUE",
+        help="any other TrainingArguments field (VALUE parsed as JSON when possible); repeatable",
+    )
+    parser.set_defaults(func=_run)
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def training_overrides(args: argparse.Namespace) -> dict:
+    """The ``TrainingArguments`` overrides given on the command line."""
+    overrides = {}
+    for flag, _, _ in _TRAINER_OPTIONS:
+        name = flag[2:].replace("-", "_")
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = [value] if name == "report_to" else value
+    for flag, _ in _TRAINER_FLAGS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name):
+            overrides[name] = True
+    for item in args.training_arg:
+        if "=" not in item:
+            raise ValueError(f"--training-arg {item!r}: expected NAME=VALUE")
+        name, value = item.split("=", 1)
+        overrides[name.strip().replace("-", "_")] = _parse_value(value)
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..training.stages import train_stage
+
+    result = train_stage(
+        args.stage,
+        args.data,
+        args.output,
+        preset=args.preset,
+        config=args.config,
+        training_config=args.training_config,
+        init=args.init,
+        seed=args.seed,
+        protocol=args.protocol,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        merge_lora=args.merge_lora,
+        linear_probe_every_n_epochs=args.linear_probe_every,
+        resume_from_checkpoint=args.resume_from_checkpoint,
+        overwrite_output=args.overwrite_output,
+        push_to_hub=args.push_to_hub,
+        hub_private=args.hub_private,
+        hub_token=args.hub_token,
+        training_overrides=training_overrides(args),
+    )
+    if result.trainer.is_world_process_zero():
+        summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
+                   for split, values in result.metrics["evaluation"].items()}
+        print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(summary)}")
+    return 0

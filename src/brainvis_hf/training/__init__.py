@@ -1,1 +1,54 @@
-"""brainvis_hf.training"""
+"""Training of every BrainVis stage with ``transformers.Trainer`` (``accelerate``-compatible).
+
+``train_stage(stage, data_dir, output_dir, ...)`` or one function per stage
+(``train_time_pretrain``, ``train_time_finetune``, ``train_freq``, ``train_timefreq``,
+``train_align``); the ``brainvis train STAGE`` command and the ``training/train.py`` script
+wrap them. See ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "train_stage": ".stages",
+    "train_time_pretrain": ".stages",
+    "train_time_finetune": ".stages",
+    "train_freq": ".stages",
+    "train_timefreq": ".stages",
+    "train_align": ".stages",
+    "build_stage_model": ".stages",
+    "describe_data": ".stages",
+    "TrainingResult": ".stages",
+    "STAGES": ".arguments",
+    "STAGE_SPECS": ".arguments",
+    "PROTOCOLS": ".arguments",
+    "load_training_config": ".arguments",
+    "build_training_arguments": ".arguments",
+    "BrainVisTrainer": ".trainer",
+    "compute_stage_metrics": ".trainer",
+    "MomentumUpdateCallback": ".callbacks",
+    "LinearProbeCallback": ".callbacks",
+    "linear_probe": ".callbacks",
+    "pooled_features": ".callbacks",
+    "plot_training_curves": ".callbacks",
+    "apply_lora": ".lora",
+    "merge_lora": ".lora",
+    "merge_lora_adapter": ".lora",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brainvis_hf.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

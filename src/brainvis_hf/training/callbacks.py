@@ -1,0 +1,167 @@
+"""Trainer callbacks of the BrainVis stages and the training-curves plot.
+
+- :class:`MomentumUpdateCallback`: LMM momentum encoder, initialised from the online encoder at
+  the start of training and updated after every *optimizer* step (``on_step_end`` fires once per
+  optimizer step, also under gradient accumulation).
+- :class:`LinearProbeCallback`: every few epochs, standardised logistic regression on the pooled
+  features of the (frozen) encoder, fitted on train, scored on validation.
+- :func:`plot_training_curves`: ``training_curves.png`` from a Trainer's ``log_history``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+import torch
+from transformers import TrainerCallback
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+class MomentumUpdateCallback(TrainerCallback):
+    """Keeps the LMM momentum encoder: ``theta_m <- m * theta_m + (1 - m) * theta_online``.
+
+    Args:
+        init_at_start: copy the online encoder into the momentum encoder when a run starts from
+            step 0 (not when it resumes from a checkpoint, which holds the momentum encoder).
+    """
+
+    def __init__(self, init_at_start: bool = True):
+        self.init_at_start = init_at_start
+        self.num_updates = 0
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.init_at_start and state.global_step == 0 and model is not None:
+            _unwrap(model).init_momentum_encoder()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            with torch.no_grad():
+                _unwrap(model).momentum_update()
+            self.num_updates += 1
+
+
+@torch.no_grad()
+def pooled_features(
+    model: torch.nn.Module, dataset, collator, *, batch_size: int = 256, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled encoder features (``model.base_model(eeg_values).pooler_output``) and labels of ``dataset``."""
+    model = _unwrap(model)
+    encoder = model.base_model
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    features, labels = [], []
+    try:
+        for start in range(0, len(dataset), batch_size):
+            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = collator(rows)
+            output = encoder(eeg_values=batch["eeg_values"].to(device))
+            features.append(output.pooler_output.float().cpu())
+            labels.append(batch["labels"].cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(features), torch.cat(labels)
+
+
+def linear_probe(model, train_dataset, eval_dataset, collator, *, batch_size: int = 256) -> float:
+    """Linear-probe accuracy of ``model``'s pooled features (fit on train, score on eval)."""
+    from ..evaluation import linear_probe_accuracy
+
+    train_x, train_y = pooled_features(model, train_dataset, collator, batch_size=batch_size)
+    eval_x, eval_y = pooled_features(model, eval_dataset, collator, batch_size=batch_size)
+    return linear_probe_accuracy(train_x.numpy(), train_y.numpy(), eval_x.numpy(), eval_y.numpy())
+
+
+class LinearProbeCallback(TrainerCallback):
+    """Logs ``linear_probe_accuracy`` every ``every_n_epochs`` epochs (and after the last one).
+
+    Args:
+        train_dataset, eval_dataset: rows the collator turns into ``eeg_values`` / ``labels``.
+        collator: the run's data collator.
+        every_n_epochs: probing interval; ``0`` disables the callback.
+        batch_size: feature-extraction batch size.
+    """
+
+    def __init__(self, train_dataset, eval_dataset, collator, *, every_n_epochs: int = 10, batch_size: int = 256):
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.collator = collator
+        self.every_n_epochs = every_n_epochs
+        self.batch_size = batch_size
+        self.trainer = None  # set by the stage so that results reach the Trainer's logs
+        self.history: list[dict[str, float]] = []
+
+    def _due(self, state) -> bool:
+        if self.every_n_epochs <= 0 or state.epoch is None:
+            return False
+        epoch = int(round(state.epoch))
+        last = state.num_train_epochs is not None and epoch >= state.num_train_epochs
+        return epoch > 0 and (epoch % self.every_n_epochs == 0 or last)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if model is None or not self._due(state):
+            return
+        accuracy = linear_probe(model, self.train_dataset, self.eval_dataset, self.collator, batch_size=self.batch_size)
+        record = {"epoch": float(round(state.epoch, 4)), "step": state.global_step, "linear_probe_accuracy": accuracy}
+        self.history.append(record)
+        if self.trainer is not None:
+            self.trainer.log({"linear_probe_accuracy": accuracy})
+        else:
+            state.log_history.append(record)
+
+
+def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> str:
+    """Plot the logged curves of a run (one panel per quantity, against the step) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skip = {"epoch", "step", "learning_rate", "grad_norm", "total_flos"}
+    series: dict[str, list[tuple[float, float]]] = {}
+    for record in log_history:
+        step = record.get("step")
+        for key, value in record.items():
+            if key in skip or step is None or not isinstance(value, (int, float)):
+                continue
+            if key.startswith("train_") or key.endswith(("_runtime", "_per_second")):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            series.setdefault(key, []).append((step, float(value)))
+    panels: dict[str, list[str]] = {}
+    for key in sorted(series):
+        base = key[len("eval_") :] if key.startswith("eval_") else key
+        panels.setdefault(base, []).append(key)
+    n = max(len(panels), 1)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (base, keys) in zip(axes.flat, panels.items()):
+        for key in keys:
+            steps, values = zip(*series[key])
+            label = "validation" if key.startswith("eval_") else "train"
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
+        ax.set_title(base)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    if not panels:
+        axes.flat[0].text(0.5, 0.5, "nothing logged", ha="center", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,123 @@
+"""LoRA (PEFT) for the stages that fine-tune a pretrained time encoder.
+
+Adapters go on the attention (query, key, value, output) and feed-forward linears of the time
+encoder's transformer layers; the task heads (classifier, prompt projector) are trained in full
+(``modules_to_save``); everything else is frozen. A run trained with ``lora=True`` saves the
+adapter (``adapter_config.json`` + ``adapter_model.safetensors``) and a ``brainvis_lora.json``
+that records how to rebuild the base model, so :func:`merge_lora_adapter` can export a plain
+model folder later; ``merge_lora=True`` does it at the end of training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+LORA_META_NAME = "brainvis_lora.json"
+# Linear layers inside the numbered transformer layers of an encoder (not the LMM momentum
+# encoder or regressor: they are not trained by the fine-tuning stages)
+_LAYER_PATTERN = re.compile(r"(^|\.)layers\.\d+\.")
+_EXCLUDED = ("momentum_encoder", "regressor")
+
+
+def lora_target_modules(model: nn.Module) -> list[str]:
+    """Names of the ``nn.Linear`` modules inside the transformer layers of ``model``."""
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or not _LAYER_PATTERN.search(name):
+            continue
+        if any(part in name.split(".") for part in _EXCLUDED):
+            continue
+        names.append(name)
+    return names
+
+
+def lora_modules_to_save(model: nn.Module, targets: list[str]) -> list[str]:
+    """Top-level children of ``model`` that hold no LoRA target but have parameters (the heads)."""
+    keep = []
+    for child_name, child in model.named_children():
+        if any(t == child_name or t.startswith(child_name + ".") for t in targets):
+            continue
+        if any(True for _ in child.parameters()):
+            keep.append(child_name)
+    return keep
+
+
+def apply_lora(model, *, r: int = 8, alpha: int = 16, dropout: float = 0.05):
+    """Wrap ``model`` in a ``peft.PeftModel`` with LoRA on its transformer linears.
+
+    Raises:
+        ValueError: when the model has no transformer linears (e.g. the frequency encoder).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_target_modules(model)
+    if not targets:
+        raise ValueError(
+            f"LoRA needs transformer layers with linear projections; {type(model).__name__} has none "
+            "(LoRA applies to the time encoder: stages time-finetune, timefreq and align)."
+        )
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        modules_to_save=lora_modules_to_save(model, targets),
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def write_lora_meta(folder: str | os.PathLike, meta: Mapping[str, Any]) -> None:
+    """Record how the base model of an adapter is rebuilt (stage, init folders, label set)."""
+    Path(folder, LORA_META_NAME).write_text(json.dumps(dict(meta), indent=2))
+
+
+def merge_lora_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:
+    """Merge a LoRA run's adapter into its base model and ``save_pretrained`` the result.
+
+    Args:
+        adapter_dir: folder with ``adapter_config.json``, the adapter weights and
+            ``brainvis_lora.json`` (written by ``brainvis train ... --lora``).
+        output_dir: where the merged model goes (default: ``adapter_dir/merged``).
+
+    Returns:
+        The folder of the merged model (loadable with ``AutoModel.from_pretrained`` after
+        ``import brainvis_hf``).
+    """
+    from peft import PeftModel
+
+    from .stages import rebuild_base_model
+
+    adapter_dir = Path(adapter_dir)
+    meta_path = adapter_dir / LORA_META_NAME
+    if not meta_path.is_file() or not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"{adapter_dir} is not a LoRA run folder (expected adapter_config.json and {LORA_META_NAME})"
+        )
+    meta = json.loads(meta_path.read_text())
+    base = rebuild_base_model(meta)
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    merged = model.merge_and_unload()
+    output_dir = Path(output_dir) if output_dir is not None else adapter_dir / "merged"
+    merged.save_pretrained(output_dir)
+    return output_dir
+
+
+@torch.no_grad()
+def merge_lora(model):
+    """Merge the adapters of a ``PeftModel`` into its base weights and return the plain model."""
+    return model.merge_and_unload()

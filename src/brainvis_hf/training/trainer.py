@@ -1,0 +1,198 @@
+"""``BrainVisTrainer``: ``transformers.Trainer`` that logs the models' loss parts and computes
+small per-stage evaluation predictions.
+
+- Training: the scalar parts a model returns besides ``loss`` (LMM: ``regression_loss``,
+  ``codebook_loss``, ``codebook_hit_rate``; alignment: its loss terms) are averaged over the
+  logging interval (and over processes) and logged next to ``loss``.
+- Evaluation: ``prediction_step`` returns a small ``B x K`` tensor per batch instead of the raw
+  outputs (the alignment output alone is 77 x 768 per sample): class logits, the per-sample
+  cosine similarity to the CLIP targets, or the LMM loss parts. :func:`compute_stage_metrics`
+  turns them into metrics.
+- Model inputs are filtered by the model's ``forward`` signature, so one collator serves all
+  stages (the LMM model takes no labels, only the alignment model takes CLIP targets).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+# scalar model outputs that are logged during training, per stage kind
+LOSS_PART_KEYS: dict[str, tuple[str, ...]] = {
+    "masked_modeling": ("regression_loss", "codebook_loss", "codebook_hit_rate", "codebook_ndcg_at_10"),
+    "classification": (),
+    "alignment": (
+        "mse_coarse_loss",
+        "mse_fine_loss",
+        "cosine_coarse_loss",
+        "cosine_fine_loss",
+        "classification_loss",
+    ),
+}
+PRETRAIN_PARTS = ("regression_loss", "codebook_loss", "codebook_hit_rate", "codebook_ndcg_at_10")
+
+
+def forward_parameter_names(model: torch.nn.Module) -> set[str] | None:
+    """Names the (unwrapped) model's ``forward`` accepts; ``None`` if it takes ``**kwargs``."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP & co.
+        model = model.module
+    if hasattr(model, "get_base_model"):  # PEFT
+        model = model.get_base_model()
+    params = inspect.signature(model.forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
+
+
+def select_model_inputs(model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Keep the entries of ``inputs`` that ``model.forward`` accepts."""
+    names = forward_parameter_names(model)
+    if names is None:
+        return dict(inputs)
+    return {k: v for k, v in inputs.items() if k in names}
+
+
+def _scalar(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.detach().float().reshape(())
+    if isinstance(value, (int, float)):
+        return torch.tensor(float(value))
+    return None
+
+
+def per_sample_cosine(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each sample's flattened prediction and target (``B``)."""
+    return F.cosine_similarity(prediction.flatten(1).float(), target.flatten(1).float(), dim=1)
+
+
+class BrainVisTrainer(Trainer):
+    """``Trainer`` for the BrainVis stages.
+
+    Args:
+        stage_kind: ``"masked_modeling"``, ``"classification"`` or ``"alignment"``.
+        *args, **kwargs: as ``transformers.Trainer``.
+    """
+
+    def __init__(self, *args, stage_kind: str = "classification", **kwargs):
+        if stage_kind not in LOSS_PART_KEYS:
+            raise ValueError(f"Unknown stage kind {stage_kind!r}; expected one of {sorted(LOSS_PART_KEYS)}")
+        super().__init__(*args, **kwargs)
+        self.stage_kind = stage_kind
+        self._part_sums: dict[str, torch.Tensor] = {}
+        self._part_count = 0
+        # our models return a per-batch mean loss: let the Trainer divide it by the accumulation steps
+        self.loss_is_scaled_for_ga = False
+
+    # ---- training -------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**select_model_inputs(model, inputs))
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        if loss is None:
+            raise ValueError(f"The model returned no loss; it received {sorted(select_model_inputs(model, inputs))}")
+        if model.training:
+            self._accumulate_parts(outputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_parts(self, outputs) -> None:
+        if not isinstance(outputs, dict):
+            return
+        keys = LOSS_PART_KEYS[self.stage_kind] or ()
+        found = False
+        for key in keys:
+            value = _scalar(outputs.get(key))
+            if value is None:
+                continue
+            found = True
+            self._part_sums[key] = self._part_sums.get(key, torch.zeros(())) + value.cpu()
+        if found:
+            self._part_count += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged loss parts to the training logs (those that carry ``loss``)."""
+        if "loss" in logs and self._part_count:
+            keys = sorted(self._part_sums)
+            means = torch.stack([self._part_sums[k] for k in keys]) / self._part_count
+            if self.accelerator.num_processes > 1:
+                means = self.accelerator.reduce(means.to(self.args.device), reduction="mean").cpu()
+            for key, value in zip(keys, means.tolist()):
+                logs[key] = round(value, 6)
+            self._part_sums, self._part_count = {}, 0
+        super().log(logs, start_time)
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            outputs = model(**select_model_inputs(model, inputs))
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs[0]
+        loss = loss.detach().mean() if loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        labels = inputs.get("labels")
+        batch = inputs["eeg_values"].shape[0]
+        if labels is None:
+            labels = torch.full((batch,), -100, dtype=torch.long, device=inputs["eeg_values"].device)
+        return loss, self._stage_predictions(outputs, inputs, batch), labels
+
+    def _stage_predictions(self, outputs, inputs, batch: int) -> torch.Tensor:
+        if self.stage_kind == "classification":
+            return outputs["logits"].detach().float()
+        if self.stage_kind == "alignment":
+            prompt = outputs["prompt_embeds"]
+            cos = [per_sample_cosine(prompt, inputs[k]) for k in ("coarse_embeds", "fine_embeds")]
+            columns = [c[:, None] for c in cos]
+            if outputs.get("logits") is not None:
+                columns.insert(0, outputs["logits"].detach().float())
+            return torch.cat(columns, dim=1)
+        # masked modeling: batch-mean loss parts, one row per sample (sample-weighted mean later)
+        values = []
+        for key in PRETRAIN_PARTS:
+            value = _scalar(outputs.get(key)) if isinstance(outputs, dict) else None
+            values.append(value.to(inputs["eeg_values"].device) if value is not None else torch.tensor(float("nan")))
+        return torch.stack(values).to(inputs["eeg_values"].device)[None, :].expand(batch, -1).clone()
+
+
+def _top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Top-1 / top-3 accuracy and macro-F1 of ``logits`` (N x K) against ``labels`` (N)."""
+    from sklearn.metrics import f1_score
+
+    predictions = logits.argmax(axis=1)
+    metrics = {"accuracy": float(np.mean(predictions == labels))}
+    if logits.shape[1] > 3:
+        metrics["top3_accuracy"] = _top_k_accuracy(logits, labels, 3)
+    metrics["macro_f1"] = float(
+        f1_score(labels, predictions, average="macro", labels=np.arange(logits.shape[1]), zero_division=0)
+    )
+    return metrics
+
+
+def compute_stage_metrics(stage_kind: str):
+    """The ``compute_metrics`` callable of a stage kind (reads :class:`BrainVisTrainer` predictions)."""
+
+    def compute(eval_prediction) -> dict[str, float]:
+        predictions = np.asarray(eval_prediction.predictions, dtype=np.float64)
+        labels = np.asarray(eval_prediction.label_ids)
+        if stage_kind == "classification":
+            return classification_metrics(predictions, labels)
+        if stage_kind == "alignment":
+            metrics = {
+                "cosine_coarse": float(np.mean(predictions[:, -2])),
+                "cosine_fine": float(np.mean(predictions[:, -1])),
+            }
+            metrics["cosine"] = (metrics["cosine_coarse"] + metrics["cosine_fine"]) / 2
+            if predictions.shape[1] > 2:
+                metrics.update(classification_metrics(predictions[:, :-2], labels))
+            return metrics
+        return {key: float(np.nanmean(predictions[:, i])) for i, key in enumerate(PRETRAIN_PARTS)}
+
+    return compute
