@@ -54,7 +54,7 @@ def assemble_brainvis_pipeline(
     if isinstance(stable_diffusion, (str, os.PathLike)):
         load_kwargs = dict(hub_kwargs, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         if torch_dtype is not None:
-            load_kwargs["torch_dtype"] = torch_dtype
+            load_kwargs["dtype"] = torch_dtype
         stable_diffusion = StableDiffusionPipeline.from_pretrained(stable_diffusion, **load_kwargs)
     for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
         if getattr(stable_diffusion, name, None) is None:

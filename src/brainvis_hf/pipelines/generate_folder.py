@@ -1,0 +1,545 @@
+"""Generate images for many EEG recordings into a folder (the library side of ``brainvis generate``).
+
+Output folder (docs/architecture.md, read by ``brainvis evaluate`` and the demo)::
+
+    OUT/images/<eeg_id>_<k>.png     refined images (k = sample index)
+    OUT/stage1/<eeg_id>_<k>.png     stage-1 images (when refinement is on)
+    OUT/ground_truth/<eeg_id>.png   ground-truth image, when known
+    OUT/manifest.json               EEGs (true / predicted labels, probabilities) and images
+    OUT/contact_sheet.png           ground truth | stage 1 | refined, one row per EEG
+
+Every image has its own seed, ``seed + eeg_number * num_images_per_eeg + k`` (``eeg_number`` is
+the numeric EEG id), so an image does not depend on batching, on the number of processes or on
+which run produced it. That makes resuming safe: images already written and recorded are
+skipped. Under ``accelerate launch`` the images still to do are split into contiguous shares
+(like ``PartialState.split_between_processes``); every process records its own part file and the
+main process merges them into ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import PIL.Image
+from tqdm.auto import tqdm
+
+MANIFEST_NAME = "manifest.json"
+PARTS_DIR = ".manifest_parts"
+CONTACT_SHEET_NAME = "contact_sheet.png"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# settings that must match when resuming into an existing folder
+_RESUME_KEYS = (
+    "num_images_per_eeg",
+    "num_inference_steps",
+    "guidance_scale",
+    "refine",
+    "refine_num_inference_steps",
+    "refine_strength",
+    "refine_guidance_scale",
+    "seed",
+    "height",
+    "width",
+)
+
+
+@dataclass
+class EEGRecord:
+    """One EEG recording to generate from.
+
+    Args:
+        eeg_id: stable id (file names, manifest); digits for the inputs we read.
+        eeg: ``C x T`` float array (raw recordings are cut to the model's window by the pipeline).
+        number: the integer the per-image seeds derive from (the numeric ``eeg_id``).
+        true_label / true_label_name: ground-truth class index and words, when known.
+        ground_truth: the stimulus image (PIL) or a path to it, when known.
+    """
+
+    eeg_id: str
+    eeg: np.ndarray
+    number: int
+    true_label: int | None = None
+    true_label_name: str | None = None
+    ground_truth: Any = None
+
+
+@dataclass
+class GenerationSettings:
+    """Arguments of the pipeline call shared by every image of a folder."""
+
+    num_images_per_eeg: int = 4
+    num_inference_steps: int = 50
+    guidance_scale: float = 1.0
+    refine: bool = True
+    refine_num_inference_steps: int = 100
+    refine_strength: float = 0.85
+    refine_guidance_scale: float = 7.5
+    seed: int = 0
+    height: int | None = None
+    width: int | None = None
+    batch_size: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def image_seed(self, record: EEGRecord, sample: int) -> int:
+        """Seed of image ``sample`` of ``record``."""
+        return self.seed + record.number * self.num_images_per_eeg + sample
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in _RESUME_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_indices(text: str | None) -> list[int] | None:
+    """``"0,5,10-12"`` -> ``[0, 5, 10, 11, 12]`` (ranges are inclusive); ``None`` stays ``None``."""
+    if text is None:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise ValueError(f"--indices: cannot read {part!r}; expected comma-separated integers or ranges like 10-20.")
+        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
+        if end < start:
+            raise ValueError(f"--indices: range {part!r} ends before it starts.")
+        out.extend(range(start, end + 1))
+    if not out:
+        raise ValueError("--indices: no index given.")
+    return out
+
+
+def _select(count: int, indices: Sequence[int] | None, what: str) -> list[int]:
+    if indices is None:
+        return list(range(count))
+    bad = [i for i in indices if not 0 <= i < count]
+    if bad:
+        raise ValueError(f"{what}: indices {bad[:10]} are out of range; it holds {count} recordings (0..{count - 1}).")
+    return list(dict.fromkeys(indices))
+
+
+def _array_records(array: np.ndarray, path: Path, indices: Sequence[int] | None) -> list[EEGRecord]:
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ValueError(f"{path}: expected an EEG array of shape (C, T) or (N, C, T), got shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{path}: expected a floating-point EEG array, got dtype {array.dtype}.")
+    return [EEGRecord(eeg_id=str(i), eeg=np.asarray(array[i], dtype=np.float32), number=i) for i in _select(len(array), indices, str(path))]
+
+
+def _signals_records(data: dict, path: Path, indices: Sequence[int] | None, image_root: str | os.PathLike | None) -> list[EEGRecord]:
+    from ..data.eeg_imagenet import image_path
+    from ..data.labels import WNID_TO_WORDS
+
+    recordings, labels, images = data["dataset"], data["labels"], data["images"]
+    records = []
+    for i in _select(len(recordings), indices, str(path)):
+        rec = recordings[i]
+        label = int(rec["label"])
+        wnid = labels[label]
+        gt = None
+        if image_root is not None:
+            gt = image_path(image_root, images[int(rec["image"])])
+            if not gt.is_file():
+                raise FileNotFoundError(f"ground-truth image of recording {i} not found: {gt} (from --image-root)")
+        records.append(
+            EEGRecord(
+                eeg_id=str(i),
+                eeg=rec["eeg"].float().numpy(),
+                number=i,
+                true_label=label,
+                true_label_name=WNID_TO_WORDS.get(wnid, wnid),
+                ground_truth=gt,
+            )
+        )
+    return records
+
+
+def _prepared_records(data_dir: Path, split: str, indices: Sequence[int] | None) -> list[EEGRecord]:
+    from ..data import load_prepared_dataset
+
+    splits = load_prepared_dataset(data_dir)
+    if split not in splits:
+        raise ValueError(f"{data_dir}: no split {split!r}; it has {', '.join(splits)} (choose one with --split).")
+    ds = splits[split]
+    rows = _select(len(ds), indices, f"{data_dir} split {split!r}")
+    ds = ds.select(rows)
+    has_image = "image" in ds.column_names
+    records = []
+    for row in ds:
+        eeg_index = int(row["eeg_index"])
+        records.append(
+            EEGRecord(
+                eeg_id=str(eeg_index),
+                eeg=np.asarray(row["eeg"], dtype=np.float32),
+                number=eeg_index,
+                true_label=int(row["label"]),
+                true_label_name=str(row["label_text"]),
+                ground_truth=row["image"] if has_image else None,
+            )
+        )
+    return records
+
+
+def load_eeg_records(
+    source: str | os.PathLike,
+    *,
+    split: str = "test",
+    indices: Sequence[int] | None = None,
+    image_root: str | os.PathLike | None = None,
+) -> list[EEGRecord]:
+    """Read the EEG recordings to generate from.
+
+    Args:
+        source: a prepared data folder (``brainvis data prepare``; uses ``split``, ground truth from
+            its ``image`` column), a ``.npy`` array or ``.pt`` tensor of shape ``(C, T)`` or
+            ``(N, C, T)``, or an EEG-ImageNet signals file (``.pth`` dict with ``dataset``,
+            ``labels``, ``images``; ground truth from ``image_root``).
+        indices: rows (prepared split, arrays) or recording indices (signals file) to use.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"--eeg: {path} does not exist.")
+    if path.is_dir():
+        return _prepared_records(path, split, indices)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a plain numeric .npy array ({err}).") from err
+        return _array_records(array, path, indices)
+    if suffix in (".pt", ".pth"):
+        from ..data.eeg_imagenet import load_signals, safe_torch_load
+
+        data = safe_torch_load(path)
+        if isinstance(data, dict) and "dataset" in data:
+            return _signals_records(load_signals(path), path, indices, image_root)
+        import torch
+
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(
+                f"{path}: expected a tensor of shape (C, T) or (N, C, T) or an EEG-ImageNet signals dict, "
+                f"got {type(data).__name__}."
+            )
+        if not data.dtype.is_floating_point:
+            raise ValueError(f"{path}: expected a floating-point EEG tensor, got dtype {data.dtype}.")
+        return _array_records(data.float().numpy(), path, indices)
+    raise ValueError(f"--eeg: {path} is neither a prepared data folder nor a .npy / .pt / .pth file.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharding and manifests
+# ---------------------------------------------------------------------------------------------
+
+
+def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
+    """Contiguous share of ``items`` for process ``rank`` of ``world_size`` (the first
+    ``len % world_size`` processes get one more), as ``accelerate``'s ``split_between_processes``."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
+    per, extra = divmod(len(items), world_size)
+    start = rank * per + min(rank, extra)
+    return list(items[start : start + per + (1 if rank < extra else 0)])
+
+
+def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(data, indent=1), encoding="utf-8"))
+
+
+def _save_png(image: PIL.Image.Image, path: Path) -> None:
+    _atomic_write_bytes(path, lambda p: image.convert("RGB").save(p, format="PNG"))
+
+
+def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The merged manifest of ``output_dir`` (``manifest.json`` plus unmerged part files), or ``None``."""
+    root = Path(output_dir)
+    documents = []
+    if (root / MANIFEST_NAME).is_file():
+        try:
+            documents.append(json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8")))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{root / MANIFEST_NAME} is not valid JSON ({err}); move it away to start afresh.") from err
+    for part in sorted((root / PARTS_DIR).glob("*.json")) if (root / PARTS_DIR).is_dir() else []:
+        try:
+            documents.append(json.loads(part.read_text(encoding="utf-8")))
+        except json.JSONDecodeError:
+            continue  # a part file cut short by a crash: its images are simply redone
+    if not documents:
+        return None
+    return merge_manifests(documents)
+
+
+def merge_manifests(documents: Sequence[dict[str, Any]], eeg_order: Sequence[str] = ()) -> dict[str, Any]:
+    """Merge manifests (later documents win per EEG / image).
+
+    ``eegs`` are ordered by ``eeg_order`` first, then by first appearance; ``images`` follow their
+    EEG's position, then the sample index.
+    """
+    merged: dict[str, Any] = {}
+    eegs: dict[str, dict] = {}
+    images: dict[tuple[str, int], dict] = {}
+    for doc in documents:
+        for key, value in doc.items():
+            if key not in ("eegs", "images"):
+                merged[key] = value
+        for entry in doc.get("eegs", []):
+            eegs[str(entry["eeg_id"])] = entry
+        for entry in doc.get("images", []):
+            images[(str(entry["eeg_id"]), int(entry["sample"]))] = entry
+    order = list(dict.fromkeys([str(e) for e in eeg_order if str(e) in eegs] + list(eegs)))
+    position = {eeg_id: i for i, eeg_id in enumerate(order)}
+    merged["eegs"] = [eegs[eeg_id] for eeg_id in order]
+    merged["images"] = [
+        images[key] for key in sorted(images, key=lambda k: (position.get(k[0], len(position)), k[0], k[1]))
+    ]
+    return merged
+
+
+def _check_resumable(existing: dict[str, Any], header: dict[str, Any], output_dir: Path) -> None:
+    old, new = existing.get("generation", {}), header["generation"]
+    changed = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in _RESUME_KEYS if k in old and old[k] != new[k]]
+    if existing.get("model") not in (None, header["model"]):
+        changed.insert(0, f"model: {existing.get('model')!r} -> {header['model']!r}")
+    if changed:
+        raise ValueError(
+            f"{output_dir} already holds images generated with other settings ({'; '.join(changed)}); "
+            "use another --output folder to generate with these."
+        )
+
+
+def _done_images(existing: dict[str, Any] | None, output_dir: Path, refine: bool) -> set[tuple[str, int]]:
+    done = set()
+    for entry in (existing or {}).get("images", []):
+        files = [entry.get("file")] + ([entry.get("stage1_file")] if refine else [])
+        if all(f and (output_dir / f).is_file() for f in files):
+            done.add((str(entry["eeg_id"]), int(entry["sample"])))
+    return done
+
+
+# ---------------------------------------------------------------------------------------------
+# Contact sheet
+# ---------------------------------------------------------------------------------------------
+
+
+def write_contact_sheet(
+    output_dir: str | os.PathLike, manifest: dict[str, Any], *, max_rows: int = 16, thumb: int = 128
+) -> Path | None:
+    """``contact_sheet.png``: one row per EEG (first ``max_rows``): ground truth | stage-1 images |
+    refined images, under a caption with the true and predicted class words."""
+    from PIL import ImageDraw, ImageFont
+
+    root = Path(output_dir)
+    eegs = manifest.get("eegs", [])[:max_rows]
+    if not eegs:
+        return None
+    n = int(manifest.get("num_images_per_eeg") or 1)
+    by_eeg: dict[str, dict[int, dict]] = {}
+    for entry in manifest.get("images", []):
+        by_eeg.setdefault(str(entry["eeg_id"]), {})[int(entry["sample"])] = entry
+    has_stage1 = any(e.get("stage1_file") for e in manifest.get("images", []))
+    columns = [("ground truth", None)] + ([("stage 1", "stage1_file")] * n if has_stage1 else []) + [("refined" if has_stage1 else "generated", "file")] * n
+    font = ImageFont.load_default()
+    caption_h, header_h, pad = 16, 18, 4
+    width = pad + len(columns) * (thumb + pad)
+    height = header_h + len(eegs) * (caption_h + thumb + pad) + pad
+    sheet = PIL.Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, (title, _) in enumerate(columns):
+        if c == 0 or title != columns[c - 1][0]:
+            draw.text((pad + c * (thumb + pad), 3), title, fill="black", font=font)
+
+    def paste(rel: str | None, x: int, y: int) -> None:
+        if rel and (root / rel).is_file():
+            with PIL.Image.open(root / rel) as im:
+                sheet.paste(im.convert("RGB").resize((thumb, thumb), PIL.Image.BICUBIC), (x, y))
+        else:
+            draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], outline="gray", fill=(235, 235, 235))
+            draw.text((x + 4, y + thumb // 2 - 6), "n/a", fill="gray", font=font)
+
+    for r, eeg in enumerate(eegs):
+        y = header_h + r * (caption_h + thumb + pad)
+        true_name = eeg.get("true_label_name") or "?"
+        pred_name = eeg.get("predicted_label_name") or "?"
+        mark = "" if eeg.get("true_label") is None else (" (correct)" if eeg.get("true_label") == eeg.get("predicted_label") else "")
+        draw.text((pad, y + 2), f"EEG {eeg['eeg_id']}: true {true_name} | predicted {pred_name}{mark}", fill="black", font=font)
+        samples = by_eeg.get(str(eeg["eeg_id"]), {})
+        for c, (_, key) in enumerate(columns):
+            x = pad + c * (thumb + pad)
+            if key is None:
+                rel = eeg.get("ground_truth")
+            else:
+                k = (c - 1) % n
+                rel = samples.get(k, {}).get(key)
+            paste(rel, x, y + caption_h)
+    path = root / CONTACT_SHEET_NAME
+    _save_png(sheet, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+
+
+def _ground_truth_image(value: Any) -> PIL.Image.Image | None:
+    if value is None:
+        return None
+    if isinstance(value, PIL.Image.Image):
+        return value
+    if isinstance(value, dict) and value.get("bytes"):
+        import io
+
+        return PIL.Image.open(io.BytesIO(value["bytes"]))
+    if isinstance(value, dict) and value.get("path"):
+        value = value["path"]
+    return PIL.Image.open(value)
+
+
+def generate_to_folder(
+    pipe,
+    records: Sequence[EEGRecord],
+    output_dir: str | os.PathLike,
+    settings: GenerationSettings | None = None,
+    *,
+    model_name: str = "",
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] | None = None,
+    contact_sheet_rows: int = 16,
+    show_progress: bool = True,
+) -> dict[str, Any] | None:
+    """Generate every missing image of ``records`` into ``output_dir`` (see the module docstring).
+
+    Args:
+        pipe: a :class:`BrainVisPipeline` (already on its device).
+        records: the EEG recordings (:func:`load_eeg_records`).
+        settings: the pipeline arguments and the base seed.
+        model_name: recorded as ``model`` in the manifest.
+        rank, world_size, barrier: this process's index, the number of processes and a function
+            that waits for all of them (``PartialState().wait_for_everyone``); one process by default.
+        contact_sheet_rows: EEGs shown in ``contact_sheet.png``.
+
+    Returns:
+        The merged manifest on the main process (rank 0), ``None`` on the others.
+    """
+    settings = settings or GenerationSettings()
+    barrier = barrier or (lambda: None)
+    root = Path(output_dir)
+    for record in records:
+        if not _SAFE_ID.match(record.eeg_id):
+            raise ValueError(f"EEG id {record.eeg_id!r} cannot be used in a file name (letters, digits, '_', '-', '.').")
+    windows = {}
+    for record in records:  # validate and cut every recording before generating anything
+        try:
+            windows[record.eeg_id] = pipe.prepare_eeg_values(record.eeg)[0].numpy()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"EEG {record.eeg_id}: {err}") from None
+    n = settings.num_images_per_eeg
+    class_names = [str(v) for _, v in sorted((int(k), v) for k, v in (pipe.eeg_encoder.config.id2label or {}).items())]
+    header = {
+        "model": model_name,
+        "num_images_per_eeg": n,
+        "class_names": class_names,
+        "generation": settings.as_dict(),
+    }
+    for sub in ("images", "stage1", "ground_truth", PARTS_DIR) if settings.refine else ("images", "ground_truth", PARTS_DIR):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+
+    existing = read_manifest(root)
+    if existing is not None:
+        _check_resumable(existing, header, root)
+    done = _done_images(existing, root, settings.refine)
+    todo = [(r, k) for r, record in enumerate(records) for k in range(n) if (record.eeg_id, k) not in done]
+    barrier()  # every process has read the same state before anyone writes
+    mine = shard(todo, rank, world_size)
+
+    part_path = root / PARTS_DIR / f"rank{rank:03d}.json"
+    part: dict[str, Any] = {**header, "eegs": [], "images": []}
+    eeg_entries: dict[str, dict] = {}
+    pipe.set_progress_bar_config(disable=True)
+    bar = tqdm(total=len(mine), desc=f"generating (process {rank})" if world_size > 1 else "generating", unit="image",
+               disable=not show_progress, position=rank)  # fmt: skip
+    for start in range(0, len(mine), settings.batch_size):
+        batch = mine[start : start + settings.batch_size]
+        batch_records = [records[r] for r, _ in batch]
+        eeg = np.stack([windows[rec.eeg_id] for rec in batch_records])
+        seeds = [settings.image_seed(rec, k) for rec, (_, k) in zip(batch_records, batch)]
+        out = pipe(
+            eeg,
+            num_images_per_eeg=1,
+            num_inference_steps=settings.num_inference_steps,
+            guidance_scale=settings.guidance_scale,
+            refine=settings.refine,
+            refine_strength=settings.refine_strength,
+            refine_guidance_scale=settings.refine_guidance_scale,
+            refine_num_inference_steps=settings.refine_num_inference_steps,
+            height=settings.height,
+            width=settings.width,
+            generator=pipe.generators_from_seeds(seeds),
+            max_batch_size=settings.batch_size,
+            output_type="pil",
+            return_stage1_images=settings.refine,
+            **settings.extra,
+        )
+        for i, (record, (_, k)) in enumerate(zip(batch_records, batch)):
+            entry = {"eeg_id": record.eeg_id, "sample": k, "seed": seeds[i], "file": f"images/{record.eeg_id}_{k}.png",
+                     "stage1_file": f"stage1/{record.eeg_id}_{k}.png" if settings.refine else None}  # fmt: skip
+            _save_png(out.images[i], root / entry["file"])
+            if settings.refine:
+                _save_png(out.stage1_images[i], root / entry["stage1_file"])
+            if record.eeg_id not in eeg_entries:
+                gt = _ground_truth_image(record.ground_truth)
+                gt_rel = f"ground_truth/{record.eeg_id}.png" if gt is not None else None
+                if gt is not None and not (root / gt_rel).is_file():
+                    _save_png(gt, root / gt_rel)
+                eeg_entries[record.eeg_id] = {
+                    "eeg_id": record.eeg_id,
+                    "true_label": record.true_label,
+                    "true_label_name": record.true_label_name,
+                    "ground_truth": gt_rel,
+                    "predicted_label": int(out.predicted_label_ids[i]),
+                    "predicted_label_name": out.predicted_labels[i],
+                    "probs": [round(float(p), 6) for p in out.predicted_probs[i]],
+                }
+            part["images"].append(entry)
+        part["eegs"] = list(eeg_entries.values())
+        _write_json(part_path, part)  # recorded: a crash after this point loses nothing
+        bar.update(len(batch))
+    bar.close()
+
+    barrier()
+    manifest = None
+    if rank == 0:
+        documents = ([existing] if existing is not None else []) + [header]
+        parts = sorted((root / PARTS_DIR).glob("*.json"))
+        for path in parts:
+            try:
+                documents.append(json.loads(path.read_text(encoding="utf-8")))
+            except json.JSONDecodeError:
+                continue
+        manifest = merge_manifests(documents, eeg_order=[r.eeg_id for r in records])
+        manifest = {key: manifest[key] for key in ("model", "num_images_per_eeg", "class_names", "generation", "eegs", "images")}
+        _write_json(root / MANIFEST_NAME, manifest)
+        for path in parts:
+            path.unlink()
+        write_contact_sheet(root, manifest, max_rows=contact_sheet_rows)
+    barrier()
+    return manifest
