@@ -1,16 +1,17 @@
-"""Hub readiness of the pipeline and of whole runs: the pipeline's model card, push helpers.
+"""Hub readiness of the pipeline: its model card, and push helpers for objects in memory.
 
-Every upload goes through ``huggingface_hub``'s own code path: :class:`huggingface_hub.HfApi`'s
-``create_repo`` and ``upload_folder`` (one commit with every file of the folder). The helpers
-save what they push into a folder first, write the model card (``README.md``) into it, and
-upload that folder, so what lands on the Hub is exactly what ``from_pretrained`` reads locally.
-(The ``push_to_hub`` methods of ``transformers`` / ``diffusers`` objects also work, but they
-replace ``README.md`` by a generic card; use these helpers to keep ours.)
+The pipeline card (:func:`pipeline_model_card`) is built with :func:`brainvis_hf.hub.build_model_card`
+(the layout of the encoder cards): YAML metadata (library, task, tags, data sets, base model,
+licence, the run's metrics as ``model-index`` results) and sections for intended use, training
+data and procedure (the hyper-parameters read from the training runs), evaluation, limitations
+and ethics, how to use, citation.
 
-The pipeline card (:func:`pipeline_model_card`) is a :class:`huggingface_hub.ModelCard` with YAML
-metadata (library, task, tags, data sets, base model, licence, the run's metrics as
-``model-index`` results) and sections for intended use, training data and procedure (the
-hyper-parameters read from the training runs), evaluation, limitations and ethics, citation.
+Every upload goes through ``huggingface_hub``'s own code path (``HfApi.create_repo`` +
+``HfApi.upload_folder``, via :func:`brainvis_hf.hub.push_folder_to_hub`): the helpers save the
+object into a folder, write the model card (``README.md``) into it and upload that folder in one
+commit, so what lands on the Hub is exactly what ``from_pretrained`` reads locally. (The
+``push_to_hub`` methods of ``transformers`` / ``diffusers`` objects also work, but they replace
+``README.md`` by a generic card.) Prepared data sets: :func:`brainvis_hf.data.prepare.push_prepared_dataset`.
 """
 
 from __future__ import annotations
@@ -22,14 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-BRAINVIS_CITATION = """@inproceedings{fu2025brainvis,
-  title     = {BrainVis: Exploring the Bridge between Brain and Visual Signals via Image Reconstruction},
-  author    = {Fu, Honghao and Shen, Zhiqi and Chin, Jing Jih and Wang, Hao},
-  booktitle = {IEEE International Conference on Acoustics, Speech and Signal Processing (ICASSP)},
-  year      = {2025},
-  note      = {arXiv:2312.14871}
-}"""
-
 EEG_IMAGENET_CITATION = """@inproceedings{spampinato2017deep,
   title     = {Deep Learning Human Mind for Automated Visual Classification},
   author    = {Spampinato, Concetto and Palazzo, Simone and Kavasidis, Isaak and Giordano, Daniela
@@ -38,25 +31,19 @@ EEG_IMAGENET_CITATION = """@inproceedings{spampinato2017deep,
   year      = {2017}
 }"""
 
-#: tags every BrainVis repository carries
-HUB_TAGS = ("eeg", "bci", "brain-decoding", "brainvis")
 #: the Hub has no EEG-to-image task; the pipeline is a Stable Diffusion derivative whose text
 #: conditioning is replaced by an EEG embedding, so it is filed under text-to-image.
 PIPELINE_TAG = "text-to-image"
 SD_LICENSE = "creativeml-openrail-m"
 CODE_LICENSE = "apache-2.0"
 
-ETHICS_TEXT = (
-    "EEG recordings are personal, health-related data: they can reveal medical conditions and must "
-    "only be collected with informed consent and processed under the applicable data-protection "
-    "law (e.g. the GDPR). Do not use this model on recordings of people who have not agreed to it.\n\n"
-    "The output is not mind-reading. The EEG encoder predicts one of a fixed set of 40 ImageNet "
-    "classes and a text-like embedding; the diffusion model then draws a plausible picture of that "
-    "class. The images show what Stable Diffusion associates with the predicted class, not what the "
-    "person saw or imagined; a wrong class prediction gives a confident-looking, wrong picture. "
-    "The method was trained on one lab's recordings of 6 subjects viewing images in a block design, "
-    "and does not generalise to other people, headsets or stimuli without retraining."
-)
+PIPELINE_INTENDED_USE = """Research on decoding visual information from EEG: reproducing and extending BrainVis, comparing
+EEG encoders and generation settings with the metrics of this line of work (`brainvis evaluate`).
+Not for clinical, forensic, surveillance or any other decision about a person."""
+
+IMAGE_LIMITATIONS = """- The images are not what the person saw. The diffusion model draws what it associates with the
+  predicted class and the EEG prompt embedding; a wrong class prediction gives a confident-looking,
+  wrong picture, and the generated content reflects Stable Diffusion's training data and biases."""
 
 # metric key (as written by the demo / `brainvis evaluate`) -> (display name, Hub metric id)
 METRIC_NAMES: dict[str, tuple[str, str]] = {
@@ -72,14 +59,6 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def _api():
-    from huggingface_hub import HfApi
-
-    from . import __version__
-
-    return HfApi(library_name="brainvis-hf", library_version=__version__)
-
-
 # --------------------------------------------------------------------------------------------
 # reading a training run
 
@@ -87,56 +66,32 @@ def _api():
 def read_training_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Hyper-parameters and results of a ``brainvis train`` run folder, for model cards.
 
-    Reads ``trainer_state.json`` (steps, epochs, batch size, best metric), ``metrics.json`` (its
-    numbers, and its ``hyperparameters`` mapping when present) and ``config.json`` (the model's
-    architecture and sizes). Missing files are skipped; the result says which were read.
+    Reads its ``metrics.json`` (``stage``, ``hyperparameters``, the ``evaluation`` of each split,
+    ``best_metric``, the linear-probe history) and, for the number of optimizer steps,
+    ``trainer_state.json``.
+
+    Returns:
+        ``{"stage", "run_dir", "hyperparameters": {...}, "results": {"test_accuracy": ...}}``.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"Training run folder {run_dir} does not exist.")
-    info: dict[str, Any] = {"run_dir": str(run_dir), "hyperparameters": {}, "results": {}, "files": []}
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a brainvis train run folder: it has no metrics.json.")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    hyper = dict(metrics.get("hyperparameters") or {})
+    results: dict[str, Any] = {}
+    for split, values in (metrics.get("evaluation") or {}).items():
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second", "epoch")):
+                results[f"{split}_{key}"] = value
+    if metrics.get("best_metric") is not None:
+        results[f"best_validation_{metrics.get('metric_for_best_model') or 'metric'}"] = metrics["best_metric"]
+    if metrics.get("linear_probe"):
+        results["linear_probe_accuracy"] = metrics["linear_probe"][-1].get("linear_probe_accuracy")
     state_path = run_dir / "trainer_state.json"
     if state_path.is_file():
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        info["files"].append(state_path.name)
-        for key in ("global_step", "num_train_epochs", "max_steps", "train_batch_size", "logging_steps", "eval_steps"):
-            if state.get(key) is not None:
-                info["hyperparameters"][key] = state[key]
-        for key in ("best_metric", "best_global_step"):
-            if state.get(key) is not None:
-                info["results"][key] = state[key]
-        history = state.get("log_history") or []
-        learning_rates = [h["learning_rate"] for h in history if "learning_rate" in h]
-        if learning_rates:
-            info["hyperparameters"]["peak_learning_rate"] = max(learning_rates)
-        info["log_history"] = history
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        info["files"].append(metrics_path.name)
-        for key, value in _flatten(metrics).items():
-            if key.startswith("hyperparameters."):
-                info["hyperparameters"][key.split(".", 1)[1]] = value
-            elif isinstance(value, (int, float, str, bool)) and not isinstance(value, bool):
-                info["results"][key] = value
-    config_path = run_dir / "config.json"
-    if config_path.is_file():
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        info["files"].append(config_path.name)
-        info["architectures"] = config.get("architectures") or []
-        info["model_type"] = config.get("model_type")
-    return info
-
-
-def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix=f"{name}."))
-        elif not isinstance(value, (list, tuple)):
-            flat[name] = value
-    return flat
+        hyper["optimizer_steps"] = json.loads(state_path.read_text(encoding="utf-8")).get("global_step")
+    return {"stage": metrics.get("stage"), "run_dir": str(run_dir), "hyperparameters": hyper, "results": results}
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,10 +110,34 @@ def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> st
     return "\n".join(lines)
 
 
+def _stage_tables(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Hyper-parameters and results of every stage, one row per stage."""
+    parts = []
+    keys = [k for k in _HYPER_KEYS if any(k in run.get("hyperparameters", {}) for run in runs.values())]
+    if keys:
+        rows = [[stage, *[run.get("hyperparameters", {}).get(k, "") for k in keys]] for stage, run in runs.items()]
+        parts += ["Hyper-parameters of each stage (read from its run folder):", "", _markdown_table(["stage", *keys], rows)]
+    result_keys = [k for k in _RESULT_KEYS if any(k in run.get("results", {}) for run in runs.values())]
+    if result_keys:
+        rows = [[stage, *[run.get("results", {}).get(k, "") for k in result_keys]] for stage, run in runs.items()]
+        parts += ["", "Results of each stage (test split unless named):", "", _markdown_table(["stage", *result_keys], rows)]
+    return "\n".join(parts)
+
+
+_RESULT_KEYS = (
+    "test_accuracy", "test_top3_accuracy", "test_macro_f1", "test_cosine", "test_loss", "test_codebook_hit_rate",
+    "linear_probe_accuracy",
+)
+_HYPER_KEYS = (
+    "learning_rate", "optim", "weight_decay", "lr_scheduler_type", "per_device_train_batch_size",
+    "effective_batch_size", "num_train_epochs", "max_steps", "optimizer_steps", "seed", "metric_for_best_model",
+)
+
+
 def pipeline_model_card(
     *,
-    metrics: Mapping[str, float],
-    training_runs: Mapping[str, str | os.PathLike | Mapping[str, Any]] = (),
+    metrics: Mapping[str, float | None],
+    training_runs: Mapping[str, str | os.PathLike | Mapping[str, Any]] | None = None,
     model_name: str = "BrainVis EEG-to-image pipeline",
     repo_id: str | None = None,
     base_model: str | None = None,
@@ -171,9 +150,15 @@ def pipeline_model_card(
 ):
     """The model card of a ``BrainVisPipeline`` (a :class:`huggingface_hub.ModelCard`).
 
+    Built with :func:`brainvis_hf.hub.build_model_card` (the same layout as the encoder cards):
+    YAML ``library_name: diffusers``, ``pipeline_tag`` (:data:`PIPELINE_TAG`), the BrainVis tags
+    plus ``diffusers`` / ``stable-diffusion``, data sets, ``base_model`` (the Stable Diffusion
+    repository), licence (``creativeml-openrail-m`` with SD weights, else ``apache-2.0``) and the
+    metrics as ``model-index`` results on the test split.
+
     Args:
-        metrics: the run's evaluation results, keyed like :data:`METRIC_NAMES` (other keys are
-            listed in the table under their own name); they go into the YAML ``model-index``.
+        metrics: the run's evaluation results, keyed like :data:`METRIC_NAMES`; ``None`` values
+            (not computed) are left out.
         training_runs: stage name -> run folder (read with :func:`read_training_run`) or an
             already read mapping with ``hyperparameters`` and ``results``.
         model_name: the card's title and ``model-index`` name.
@@ -185,128 +170,91 @@ def pipeline_model_card(
         generation_settings: the generation parameters of the evaluation (steps, strength...).
         random_weights: the diffusion components are tiny random ones (the card says so).
         extra_tags: more tags.
-        notes: extra paragraphs for the "Limitations" section.
+        notes: extra paragraphs for the limitations section.
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from .hub import BRAINVIS_CITATION as _METHOD_CITATION
+    from .hub import DEFAULT_LIMITATIONS, build_model_card
 
     runs = {
         stage: (dict(run) if isinstance(run, Mapping) else read_training_run(run))
-        for stage, run in dict(training_runs).items()
+        for stage, run in dict(training_runs or {}).items()
     }
-    tags = list(dict.fromkeys([*HUB_TAGS, "diffusers", "stable-diffusion", "eeg-to-image", *extra_tags]))
+    values = {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    }
+    tags = ["diffusers", "stable-diffusion", "eeg-to-image", *extra_tags]
     if random_weights:
         tags.append("random-weights")
-    eval_results = []
-    metric_ids = []
-    for key, value in metrics.items():
-        if value is None or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-            continue
-        display, metric_id = METRIC_NAMES.get(key, (key, key))
-        metric_ids.append(metric_id)
-        eval_results.append(
-            EvalResult(
-                task_type=PIPELINE_TAG,
-                task_name="EEG-to-image reconstruction",
-                dataset_type=datasets[0] if datasets else "eeg-imagenet",
-                dataset_name=dataset_name,
-                dataset_split="test",
-                metric_type=metric_id,
-                metric_name=display,
-                metric_value=float(value),
-            )
-        )
-    card_data = ModelCardData(
-        model_name=model_name,
-        library_name="diffusers",
-        pipeline_tag=PIPELINE_TAG,
-        tags=tags,
-        datasets=list(datasets) or None,
-        metrics=list(dict.fromkeys(metric_ids)) or None,
-        base_model=base_model,
-        license=SD_LICENSE if base_model else CODE_LICENSE,
-        eval_results=eval_results or None,
-    )
-    usage_repo = repo_id or "path/to/pipeline"
-    sections = [f"# {model_name}", ""]
-    sections.append(
+    summary = (
         "A cascaded EEG -> image `DiffusionPipeline` (BrainVis, Fu et al., ICASSP 2025): the EEG encoder "
-        "(`BrainVisForCLIPAlignment`) turns a 128-channel EEG recording into a class prediction and a "
-        "77-token prompt embedding; Stable Diffusion's UNet draws a first image from that embedding (stage 1), "
-        "then refines it with img2img, prompted with the predicted class name (stage 2)."
+        "(`BrainVisForCLIPAlignment`) turns an EEG recording into a class prediction and a prompt embedding; "
+        "Stable Diffusion's UNet draws a first image from that embedding (stage 1), then refines it with "
+        "img2img, prompted with the predicted class name (stage 2)."
     )
     if random_weights:
-        sections += [
+        summary += (
+            "\n\n> **The diffusion weights here are tiny and random** (built in code for tests and the CPU "
+            "demo): the images this pipeline makes are noise. Real images need the Stable Diffusion v1.5 "
+            "weights: `brainvis demo --sd-model REPO`, or `brainvis_hf.pipelines.assemble_brainvis_pipeline` "
+            "with a Stable Diffusion folder or repository."
+        )
+    usage_repo = repo_id or "path/to/pipeline"
+    usage = "\n".join(
+        [
+            "```python",
+            "import torch",
+            "from brainvis_hf import BrainVisPipeline",
             "",
-            "> **These diffusion weights are tiny and random** (built in code for tests and the CPU demo): "
-            "the images this pipeline makes are noise. Real images need the Stable Diffusion v1.5 weights: "
-            "`brainvis demo --sd-model REPO` or `brainvis_hf.pipelines` assembly with a Stable Diffusion "
-            "folder or repository.",
+            f'pipe = BrainVisPipeline.from_pretrained("{usage_repo}")',
+            "eeg = torch.randn(1, 128, 440)  # one recording: channels x samples (1 kHz, 20-460 ms)",
+            "out = pipe(eeg, num_images_per_eeg=4, generator=torch.Generator().manual_seed(0))",
+            'out.images[0].save("reconstruction.png"); print(out.predicted_labels)',
+            "```",
+            "",
+            f"Command line: `brainvis generate --model {usage_repo} --eeg INPUT --output DIR`.",
         ]
-    sections += [
-        "",
-        "## How to use",
-        "",
-        "```python",
-        "import torch",
-        "from brainvis_hf import BrainVisPipeline",
-        "",
-        f'pipe = BrainVisPipeline.from_pretrained("{usage_repo}")',
-        "eeg = torch.randn(1, 128, 440)  # one recording: channels x samples (1 kHz, 20-460 ms)",
-        "out = pipe(eeg, num_images_per_eeg=4, generator=torch.Generator().manual_seed(0))",
-        "out.images[0].save('reconstruction.png'); print(out.predicted_labels)",
-        "```",
-        "",
-        "Command line: `brainvis generate --model " + usage_repo + " --eeg INPUT --output DIR`.",
-        "",
-        "## Intended use",
-        "",
-        "Research on decoding visual information from EEG: reproducing and extending BrainVis, comparing "
-        "EEG encoders and generation settings with the metrics of this line of work. Not for clinical, "
-        "forensic, surveillance or any decision-making use about a person.",
-        "",
-        "## Training data and procedure",
-        "",
-        f"Training data: {dataset_name}" + (f" (`{'`, `'.join(datasets)}`)" if datasets else "") + ".",
-        "The EEG encoder is trained in stages: latent masked modelling of the time encoder, the frequency "
-        "encoder, the joint time-frequency classifier, then the CLIP alignment with semantic interpolation "
-        "(coarse target: CLIP text embedding of the class name; fine target: of an image caption).",
-        "",
+    )
+    procedure = [
+        "The EEG encoder is trained in stages with `brainvis train`: latent masked modelling of the time "
+        "encoder, its fine-tuning, the frequency encoder, the joint time-frequency classifier, then the CLIP "
+        "alignment with semantic interpolation (coarse target: CLIP text embedding of the class name; fine "
+        "target: of an image caption). The diffusion components are not trained."
     ]
     if runs:
-        keys = sorted({k for run in runs.values() for k in run.get("hyperparameters", {})})
-        rows = [[stage, *[run.get("hyperparameters", {}).get(k, "") for k in keys]] for stage, run in runs.items()]
-        sections += ["Hyper-parameters (read from the training runs):", "", _markdown_table(["stage", *keys], rows), ""]
-        result_keys = sorted({k for run in runs.values() for k in run.get("results", {})})
-        if result_keys:
-            rows = [[stage, *[run.get("results", {}).get(k, "") for k in result_keys]] for stage, run in runs.items()]
-            sections += ["Results of each stage:", "", _markdown_table(["stage", *result_keys], rows), ""]
+        procedure += ["", _stage_tables(runs)]
     if generation_settings:
-        rows = [[k, v] for k, v in generation_settings.items()]
-        sections += ["Generation settings of the evaluation:", "", _markdown_table(["setting", "value"], rows), ""]
-    sections += ["## Evaluation", ""]
-    metric_rows = [
-        [METRIC_NAMES.get(k, (k, k))[0], v]
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and v is not None
-    ]
-    if metric_rows:
-        sections += [f"On the test split of {dataset_name}:", "", _markdown_table(["metric", "value"], metric_rows), ""]
-    else:
-        sections += ["Not evaluated yet.", ""]
-    sections += ["## Limitations and ethics", "", ETHICS_TEXT, ""]
-    sections += [*notes, ""] if notes else []
-    sections += [
-        "## Citation",
-        "",
-        "```bibtex",
-        BRAINVIS_CITATION,
-        "",
-        EEG_IMAGENET_CITATION,
-        "```",
-        "",
-    ]
-    content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(sections)
-    return ModelCard(content)
+        procedure += [
+            "",
+            "Generation settings of the evaluation:",
+            "",
+            _markdown_table(["setting", "value"], [[k, v] for k, v in generation_settings.items()]),
+        ]
+    limitations = DEFAULT_LIMITATIONS + "\n" + IMAGE_LIMITATIONS
+    if notes:
+        limitations += "\n" + "\n".join(f"- {note}" for note in notes)
+    return build_model_card(
+        title=model_name,
+        summary=summary,
+        model_name=model_name,
+        tags=tags,
+        datasets=datasets,
+        metrics={"test": values} if values else None,
+        training_data=f"{dataset_name}" + (f" (`{'`, `'.join(datasets)}`)" if datasets else "") + ".",
+        training_procedure="\n".join(procedure),
+        intended_use=PIPELINE_INTENDED_USE,
+        limitations=limitations,
+        base_model=base_model,
+        license=SD_LICENSE if base_model else CODE_LICENSE,
+        library_name="diffusers",
+        pipeline_tag=PIPELINE_TAG,
+        task_type=PIPELINE_TAG,
+        dataset_name=dataset_name,
+        dataset_type=datasets[0] if datasets else "eeg-imagenet",
+        extra_sections={"How to use": usage},
+        citation=_METHOD_CITATION.strip() + "\n\n" + EEG_IMAGENET_CITATION,
+    )
 
 
 def render_card_html(card) -> str:
@@ -319,101 +267,54 @@ def render_card_html(card) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# pushing
+# pushing (through brainvis_hf.hub.push_folder_to_hub: HfApi.create_repo + HfApi.upload_folder)
 
 
-def push_folder_to_hub(
-    folder: str | os.PathLike,
-    repo_id: str,
-    *,
-    repo_type: str = "model",
-    private: bool | None = None,
-    token: str | bool | None = None,
-    commit_message: str | None = None,
-    revision: str | None = None,
-    create_pr: bool = False,
-    ignore_patterns: Sequence[str] = ("checkpoint-*", "checkpoint-*/**", "__pycache__/**"),
-):
-    """Create ``repo_id`` (if needed) and upload every file of ``folder`` in one commit.
+def push_model_to_hub(model, repo_id: str, *, card=None, **kwargs: Any) -> str:
+    """Save a BrainVis ``transformers`` model (weights, config with ``auto_map``, modeling code)
+    and its card in a temporary folder and upload it as one commit; returns the commit URL.
 
-    Uses :meth:`huggingface_hub.HfApi.create_repo` and :meth:`~huggingface_hub.HfApi.upload_folder`;
-    intermediate ``checkpoint-*`` folders of training runs are left out.
-
-    Returns:
-        The :class:`huggingface_hub.CommitInfo` of the upload.
+    ``card``: a ``ModelCard`` or Markdown text (default: a one-line card naming the class).
+    ``kwargs`` go to :func:`brainvis_hf.hub.push_folder_to_hub` (``private``, ``token``,
+    ``commit_message``).
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Cannot push {folder}: it is not a folder.")
-    if not (folder / "README.md").is_file():
-        raise FileNotFoundError(f"Cannot push {folder}: it has no README.md (model or dataset card).")
-    api = _api()
-    repo_id = api.create_repo(repo_id, repo_type=repo_type, private=private, token=token, exist_ok=True).repo_id
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        repo_type=repo_type,
-        token=token,
-        commit_message=commit_message or f"Upload {folder.name} with brainvis-hf",
-        revision=revision,
-        create_pr=create_pr,
-        ignore_patterns=list(ignore_patterns),
-    )
+    from .hub import push_folder_to_hub
 
-
-def push_model_to_hub(model, repo_id: str, *, card=None, **kwargs: Any):
-    """Save a ``transformers`` model (with its code, when registered for the Auto classes) and its
-    card, and push them (see :func:`push_folder_to_hub` for ``kwargs``)."""
     with tempfile.TemporaryDirectory(prefix="brainvis-push-") as tmp:
         model.save_pretrained(tmp)
-        _write_card(card, tmp, default=f"# {type(model).__name__}\n\nA BrainVis EEG model.")
+        _write_card(card, tmp, default=f"# {type(model).__name__}\n\nA BrainVis EEG model (brainvis-hf).")
         return push_folder_to_hub(tmp, repo_id, **kwargs)
 
 
-def push_pipeline_to_hub(pipeline, repo_id: str, *, card=None, **kwargs: Any):
-    """Save a ``BrainVisPipeline`` (safetensors) and its card, and push them in one commit."""
+def push_pipeline_to_hub(pipeline, repo_id: str, *, card=None, **kwargs: Any) -> str:
+    """Save a ``BrainVisPipeline`` (safetensors, every component) with its card and upload it as
+    one commit; returns the commit URL. A pipeline folder already saved with a card (e.g. the
+    demo's ``pipeline/``) can be pushed as is with :func:`brainvis_hf.hub.push_folder_to_hub`."""
+    from .hub import push_folder_to_hub
+
     with tempfile.TemporaryDirectory(prefix="brainvis-push-") as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)
         _write_card(card, tmp, default=None)
+        kwargs.setdefault("commit_message", "Upload BrainVis pipeline")
         return push_folder_to_hub(tmp, repo_id, **kwargs)
-
-
-def push_dataset_to_hub(data_dir: str | os.PathLike, repo_id: str, **kwargs: Any):
-    """Push a prepared data set folder (``brainvis data prepare``) as a Hub data set repository.
-
-    The folder is uploaded as is: its ``README.md`` (dataset card with the YAML ``configs``), the
-    Parquet shards under ``data/`` and, when present, ``clip_targets/``.
-    """
-    data_dir = Path(data_dir)
-    shards = sorted((data_dir / "data").glob("*.parquet")) if (data_dir / "data").is_dir() else []
-    if not shards:
-        raise FileNotFoundError(
-            f"{data_dir} is not a prepared data set: expected Parquet shards under {data_dir / 'data'} "
-            "(write one with `brainvis data prepare`)."
-        )
-    return push_folder_to_hub(data_dir, repo_id, repo_type="dataset", **kwargs)
 
 
 def _write_card(card, folder: str | os.PathLike, default: str | None) -> None:
     path = Path(folder) / "README.md"
     if card is not None:
-        text = card if isinstance(card, str) else str(card)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(card if isinstance(card, str) else str(card), encoding="utf-8")
     elif not path.is_file():
         if default is None:
-            raise ValueError(f"No model card given and none was saved in {folder}; pass card=...")
+            raise ValueError(f"No model card given and none was saved in {folder}; pass card=pipeline_model_card(...).")
         path.write_text(default + "\n", encoding="utf-8")
 
 
 __all__ = [
-    "BRAINVIS_CITATION",
     "EEG_IMAGENET_CITATION",
-    "ETHICS_TEXT",
-    "HUB_TAGS",
+    "IMAGE_LIMITATIONS",
     "METRIC_NAMES",
+    "PIPELINE_TAG",
     "pipeline_model_card",
-    "push_dataset_to_hub",
-    "push_folder_to_hub",
     "push_model_to_hub",
     "push_pipeline_to_hub",
     "read_training_run",

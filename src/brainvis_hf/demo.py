@@ -1,0 +1,770 @@
+"""``brainvis demo``: the whole BrainVis chain on synthetic data, offline, on a CPU, in minutes.
+
+:func:`run_demo` runs, with a progress line per phase (and the libraries' progress bars):
+
+1. **synthesise** an EEG-ImageNet-format data set (``write_synthetic_eeg_imagenet``, with tiny
+   class images) — the real file format, a learnable class-dependent signal;
+2. **prepare** it (``load_eeg_imagenet`` -> ``prepare_dataset``: Parquet + dataset card);
+3. **CLIP targets**: coarse (class name) and fine (caption) text embeddings of every image
+   (``compute_clip_targets``) with the pipeline's own text encoder — the tiny random CLIP text
+   model of ``brainvis_hf.pipelines.tiny``, or Stable Diffusion's with ``sd_model`` — and
+   :class:`ColourCaptioner`, a deterministic stand-in for BLIP-2 that describes an image's
+   colours and stripes;
+4. **train** every stage with the ``tiny`` preset (time-pretrain -> time-finetune -> freq ->
+   timefreq -> align), each a ``brainvis train`` run folder;
+5. **assemble** a ``BrainVisPipeline`` (alignment model + tiny random SD components, or the
+   ``sd_model`` weights) and save it with its model card;
+6. **generate** images for test recordings (the ``brainvis generate`` folder format);
+7. **evaluate** them (``evaluate_generated``: GA, IS, FID, SSIM with a tiny random ImageNet-style
+   classifier and feature extractor built in code, or ``--classifier``-style names) and the EEG
+   classifier on the whole test split;
+8. write the **report**: ``report.html`` (self-contained), figures as PNG, ``demo.json``.
+
+Output folder::
+
+    OUT/report.html              the report (opens from disk; every image embedded)
+    OUT/figures/*.png            its figures (EEG traces, training curves, confusion matrix, ...)
+    OUT/demo.json                settings, timings and metrics of the run
+    OUT/pipeline/                BrainVisPipeline.save_pretrained + README.md (model card)
+    OUT/data/synthetic/          eeg_5_95_std.pth, block_splits_by_image_all.pth, images/
+    OUT/data/prepared/           Parquet shards, dataset card, clip_targets/
+    OUT/runs/<stage>/            one brainvis train run folder per stage (model card included)
+    OUT/generated/               images/, stage1/, ground_truth/, manifest.json, contact_sheet.png
+    OUT/evaluation/              metrics.json, metrics.md, confusion_matrix.png, per_class_ga.png
+    OUT/eval_models/             the tiny random classifier and feature extractor used
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+#: the training stages, in order, with what each starts from
+DEMO_STAGES: tuple[str, ...] = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
+
+#: sub-folders (and files) of the output folder that the demo writes; ``overwrite`` removes only these
+DEMO_OUTPUTS: tuple[str, ...] = (
+    "report.html", "figures", "demo.json", "pipeline", "data", "runs", "generated", "evaluation", "eval_models",
+)
+
+NOISE_NOTE = (
+    "The diffusion part of this pipeline (UNet, VAE, text encoder) is a tiny, randomly initialised "
+    "Stable Diffusion built in code so that the demo runs offline on a CPU: its images are noise. "
+    "Everything else is real: the EEG encoders were trained here on synthetic EEG, and the pipeline "
+    "conditions the UNet on their prompt embeddings exactly as with real weights. Real images need "
+    "the Stable Diffusion v1.5 weights: run `brainvis demo --sd-model REPO` (e.g. "
+    "stable-diffusion-v1-5/stable-diffusion-v1-5) where they can be downloaded."
+)
+SYNTHETIC_NOTE = (
+    "The EEG is synthetic (brainvis_hf.data.synthetic: class-specific evoked bursts over 1/f background "
+    "noise, in the exact EEG-ImageNet file format), so the accuracies measure the code path, not the method "
+    "on real brain signals."
+)
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of one demo run (see :data:`FULL_SETTINGS` and :data:`QUICK_SETTINGS`)."""
+
+    num_images_per_class: int = 10
+    num_subjects: int = 2
+    difficulty: float = 0.3
+    image_size: int = 32
+    # training: TrainingArguments overrides per stage (on top of the `tiny` preset)
+    training_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # generation
+    num_test_eegs: int = 40
+    num_images_per_eeg: int = 2
+    num_inference_steps: int = 50
+    refine_num_inference_steps: int = 100
+    refine_strength: float = 0.85
+    refine_guidance_scale: float = 7.5
+    generation_batch_size: int = 16
+    height: int | None = None
+    width: int | None = None
+    # evaluation
+    n_way: int = 50
+    num_trials: int = 50
+
+
+#: ``brainvis demo``: 40 classes x 10 images x 2 subjects = 800 recordings, the tiny preset's
+#: epochs, 40 test EEGs x 2 images with the paper's 50 + 100 x 0.85 diffusion steps.
+FULL_SETTINGS = DemoSettings()
+
+#: ``brainvis demo --quick`` (tests): 160 recordings, a few optimizer steps per stage, 6 EEGs.
+QUICK_SETTINGS = DemoSettings(
+    num_images_per_class=4,
+    num_subjects=1,
+    difficulty=0.3,
+    training_overrides={
+        stage: {"max_steps": 6, "logging_steps": 2, "eval_steps": 3, "save_steps": 3, "eval_strategy": "steps",
+                "save_strategy": "steps"}
+        for stage in DEMO_STAGES
+    },
+    num_test_eegs=6,
+    num_images_per_eeg=2,
+    num_inference_steps=4,
+    refine_num_inference_steps=4,
+    n_way=10,
+    num_trials=10,
+)
+
+#: with real Stable Diffusion weights: fewer, larger images (a GPU is advisable).
+SD_GENERATION = dict(num_test_eegs=8, num_images_per_eeg=2, generation_batch_size=4)
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` wrote and measured."""
+
+    output_dir: Path
+    report_path: Path
+    pipeline_dir: Path
+    generated_dir: Path
+    data_dir: Path
+    run_dirs: dict[str, Path]
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------------
+# small building blocks
+
+
+_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (200, 40, 40), "orange": (235, 140, 30), "yellow": (230, 220, 50), "green": (50, 160, 60),
+    "blue": (40, 80, 200), "purple": (130, 60, 170), "pink": (235, 130, 180), "brown": (120, 75, 40),
+    "white": (240, 240, 240), "gray": (128, 128, 128), "black": (20, 20, 20),
+}
+
+
+class ColourCaptioner:
+    """A deterministic stand-in for BLIP-2: describes an image's two main colours and stripes.
+
+    ``captioner(list_of_PIL_images) -> list_of_captions`` such as ``"a photo of blue and white
+    vertical stripes"``; the colours are the nearest named colours to the mean of the brighter
+    and of the darker half of the pixels, the orientation compares the variation along rows and
+    columns. It gives image-dependent fine targets without downloading a captioning model.
+    """
+
+    name = "brainvis-demo-colour-captioner"
+
+    @staticmethod
+    def _nearest(rgb: np.ndarray) -> str:
+        names = list(_COLOURS)
+        table = np.array([_COLOURS[n] for n in names], dtype=np.float64)
+        return names[int(np.argmin(((table - rgb) ** 2).sum(axis=1)))]
+
+    def caption(self, image) -> str:
+        pixels = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.float64)
+        flat = pixels.reshape(-1, 3)
+        brightness = flat.mean(axis=1)
+        median = np.median(brightness)
+        bright, dark = flat[brightness >= median], flat[brightness < median]
+        first = self._nearest(bright.mean(axis=0))
+        second = self._nearest(dark.mean(axis=0)) if len(dark) else first
+        gray = pixels.mean(axis=2)
+        along_rows = np.abs(np.diff(gray, axis=1)).mean()
+        along_cols = np.abs(np.diff(gray, axis=0)).mean()
+        if 0.8 < along_rows / max(along_cols, 1e-9) < 1.25:
+            orientation = "diagonal"
+        else:
+            orientation = "vertical" if along_rows > along_cols else "horizontal"
+        colours = first if first == second else f"{first} and {second}"
+        return f"a photo of {colours} {orientation} stripes"
+
+    def __call__(self, images: Sequence[Any]) -> list[str]:
+        return [self.caption(image) for image in images]
+
+
+def build_tiny_image_classifier(save_dir: str | os.PathLike, *, num_labels: int = 1000, image_size: int = 32, seed: int = 0) -> Path:
+    """Save a tiny random ImageNet-style ``ViTForImageClassification`` (+ image processor) to ``save_dir``.
+
+    It stands in for the ImageNet classifier of the GA / IS metrics so that they run offline;
+    its numbers are those of a random classifier.
+    """
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=num_labels,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ViTForImageClassification(config).eval()
+    model.save_pretrained(save_dir)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(save_dir)
+    return Path(save_dir)
+
+
+def build_tiny_feature_extractor(save_dir: str | os.PathLike, *, image_size: int = 32, seed: int = 1) -> Path:
+    """Save a tiny random ``ViTModel`` (+ image processor) to ``save_dir``: FID features offline."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    config = ViTConfig(
+        image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ViTModel(config, add_pooling_layer=False).eval()
+    model.save_pretrained(save_dir)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(save_dir)
+    return Path(save_dir)
+
+
+class _Progress:
+    """One line per phase (``[3/8] CLIP targets ...``) and its duration."""
+
+    def __init__(self, phases: Sequence[str], log: Callable[[str], None]):
+        self.phases = list(phases)
+        self.log = log
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+        self._phase_start = self._start
+
+    def start(self, phase: str, detail: str = "") -> None:
+        index = self.phases.index(phase) + 1
+        self._phase_start = time.perf_counter()
+        self.log(f"[{index}/{len(self.phases)}] {phase}{': ' + detail if detail else ''}")
+
+    def done(self, phase: str, detail: str = "") -> None:
+        seconds = time.perf_counter() - self._phase_start
+        self.timings[phase] = round(seconds, 2)
+        self.log(f"      {phase} done in {seconds:.1f} s{' - ' + detail if detail else ''}")
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._start
+
+
+def _default_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"--output {output_dir} exists and is not a folder.")
+    if not output_dir.exists():
+        output_dir.mkdir(parents=True)
+        return
+    ours = [output_dir / name for name in DEMO_OUTPUTS if (output_dir / name).exists()]
+    others = [p.name for p in output_dir.iterdir() if p.name not in DEMO_OUTPUTS]
+    if ours and not overwrite:
+        raise FileExistsError(
+            f"--output {output_dir} already holds a demo run ({', '.join(sorted(p.name for p in ours))}); "
+            "pass overwrite=True (--overwrite) to replace it, or choose another folder."
+        )
+    if others and not ours:
+        raise FileExistsError(
+            f"--output {output_dir} is not empty and is not a demo folder (it holds {', '.join(sorted(others)[:5])}); "
+            "choose an empty or new folder."
+        )
+    for path in ours:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# the demo
+
+
+PHASES = ("synthesise", "prepare", "CLIP targets", "train", "assemble", "generate", "evaluate", "report")
+
+
+def run_demo(
+    output_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    sd_model: str | None = None,
+    classifier: str | None = None,
+    feature_extractor: str | None = None,
+    settings: DemoSettings | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the BrainVis demo end to end and write its report folder (see the module docstring).
+
+    Args:
+        output_dir: the report folder (created; an earlier demo run there is only replaced with
+            ``overwrite=True``).
+        seed: seeds the synthetic data, every training stage, the tiny components and generation;
+            the same seed gives the same run.
+        quick: a much smaller run (seconds per phase) for tests and a first look.
+        sd_model: a Stable Diffusion v1.x folder or Hub repo id; its UNet, VAE, text encoder and
+            scheduler replace the tiny random ones (the CLIP targets then use its text encoder).
+        classifier: an ImageNet ``AutoModelForImageClassification`` (repo id or folder) for GA/IS
+            instead of the tiny random one built in code.
+        feature_extractor: FID features (as ``brainvis evaluate --feature-extractor``) instead of
+            the tiny random one.
+        settings: explicit sizes (default: :data:`FULL_SETTINGS` or :data:`QUICK_SETTINGS`).
+        device: where generation and evaluation run (default: CUDA when available).
+        overwrite: replace an earlier demo run in ``output_dir``.
+        log: receives one progress line per phase (default: printed to stderr).
+
+    Returns:
+        :class:`DemoResult` with the paths written, the metrics and the time of each phase.
+    """
+    import torch
+
+    output_dir = Path(output_dir)
+    settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
+    if sd_model is not None and settings is FULL_SETTINGS:
+        settings = replace(settings, **SD_GENERATION)
+    log = log or _default_log
+    _prepare_output_dir(output_dir, overwrite)
+    progress = _Progress(PHASES, log)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+
+    # 1. synthetic EEG-ImageNet ---------------------------------------------------------------
+    from .data import load_eeg_imagenet, write_synthetic_eeg_imagenet
+    from .data.prepare import load_prepared_dataset, prepare_dataset
+
+    raw_dir = output_dir / "data" / "synthetic"
+    progress.start(
+        "synthesise",
+        f"{40 * settings.num_images_per_class * settings.num_subjects} recordings "
+        f"(40 classes x {settings.num_images_per_class} images x {settings.num_subjects} subjects), "
+        f"difficulty {settings.difficulty}",
+    )
+    files = write_synthetic_eeg_imagenet(
+        raw_dir,
+        num_images_per_class=settings.num_images_per_class,
+        num_subjects=settings.num_subjects,
+        difficulty=settings.difficulty,
+        seed=seed,
+        with_images=True,
+        image_size=settings.image_size,
+    )
+    progress.done("synthesise", f"{files.num_recordings} recordings, {files.num_in_length_range} in the length range")
+
+    # 2. prepare ----------------------------------------------------------------------------------
+    data_dir = output_dir / "data" / "prepared"
+    progress.start("prepare", "datasets builder -> Parquet + dataset card")
+    dataset_dict = load_eeg_imagenet(
+        files.eeg_path, files.splits_path, image_root=files.image_root, cache_dir=output_dir / "data" / ".cache"
+    )
+    prepare_dataset(
+        dataset_dict,
+        data_dir,
+        card_metadata={"pretty_name": "Synthetic EEG-ImageNet (brainvis demo)"},
+        preprocessing={
+            "source": "brainvis_hf.data.write_synthetic_eeg_imagenet (synthetic, not real EEG)",
+            "seed": seed, "difficulty": settings.difficulty, "split_num": 0, "subject": 0,
+            "time_window": (20, 460), "length_range": (450, 600),
+        },
+    )
+    shutil.rmtree(output_dir / "data" / ".cache", ignore_errors=True)
+    prepared = load_prepared_dataset(data_dir)
+    sizes = {split: len(ds) for split, ds in prepared.items()}
+    progress.done("prepare", ", ".join(f"{k} {v}" for k, v in sizes.items()))
+
+    # 3. CLIP targets with the pipeline's text encoder ---------------------------------------------
+    from .data.clip_targets import compute_clip_targets
+
+    progress.start("CLIP targets", "class-name and caption embeddings of every image")
+    sd_components = _diffusion_components(sd_model, seed)
+    compute_clip_targets(
+        data_dir,
+        clip_model=sd_model or "brainvis_hf.pipelines.tiny (random CLIP text model)",
+        captioner=ColourCaptioner(),
+        tokenizer=sd_components["tokenizer"],
+        text_encoder=sd_components["text_encoder"],
+        device=device,
+        batch_size=32,
+    )
+    progress.done("CLIP targets")
+
+    # 4. training, stage by stage -----------------------------------------------------------------
+    from .training import train_stage
+
+    progress.start("train", " -> ".join(DEMO_STAGES) + " (tiny preset)")
+    run_dirs = {stage: output_dir / "runs" / stage for stage in DEMO_STAGES}
+    inits = {
+        "time-pretrain": [],
+        "time-finetune": [run_dirs["time-pretrain"]],
+        "freq": [],
+        "timefreq": [run_dirs["time-finetune"], run_dirs["freq"]],
+        "align": [run_dirs["timefreq"]],
+    }
+    stage_metrics: dict[str, dict[str, Any]] = {}
+    for stage in DEMO_STAGES:
+        log(f"      training {stage} ...")
+        result = train_stage(
+            stage,
+            data_dir,
+            run_dirs[stage],
+            preset="tiny",
+            init=inits[stage],
+            seed=seed,
+            training_overrides={"report_to": [], **settings.training_overrides.get(stage, {})},
+        )
+        stage_metrics[stage] = result.metrics
+        del result
+    progress.done("train", _stage_summary(stage_metrics))
+
+    # 5. the pipeline -------------------------------------------------------------------------------
+    from .pipelines import BrainVisPipeline
+
+    pipeline_dir = output_dir / "pipeline"
+    progress.start("assemble", "alignment model + " + (sd_model or "tiny random Stable Diffusion components"))
+    from .models import BrainVisForCLIPAlignment
+
+    eeg_encoder = BrainVisForCLIPAlignment.from_pretrained(run_dirs["align"]).eval()
+    pipe = BrainVisPipeline(eeg_encoder=eeg_encoder, **sd_components)
+    pipe.save_pretrained(pipeline_dir, safe_serialization=True)
+    pipe = BrainVisPipeline.from_pretrained(pipeline_dir).to(device)  # generate with what was saved
+    progress.done("assemble", str(pipeline_dir))
+
+    # 6. generation ---------------------------------------------------------------------------------
+    from .pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
+
+    generated_dir = output_dir / "generated"
+    indices = _pick_test_rows(prepared["test"], settings.num_test_eegs)
+    generation = GenerationSettings(
+        num_images_per_eeg=settings.num_images_per_eeg,
+        num_inference_steps=settings.num_inference_steps,
+        refine=True,
+        refine_num_inference_steps=settings.refine_num_inference_steps,
+        refine_strength=settings.refine_strength,
+        refine_guidance_scale=settings.refine_guidance_scale,
+        seed=seed,
+        height=settings.height,
+        width=settings.width,
+        batch_size=settings.generation_batch_size,
+    )
+    progress.start(
+        "generate",
+        f"{len(indices)} test EEGs x {settings.num_images_per_eeg} images, {settings.num_inference_steps} steps + "
+        f"refinement {settings.refine_num_inference_steps} x {settings.refine_strength}",
+    )
+    records = load_eeg_records(data_dir, split="test", indices=indices)
+    generate_to_folder(pipe, records, generated_dir, generation, model_name=str(pipeline_dir))
+    progress.done("generate", str(generated_dir))
+
+    # 7. evaluation -------------------------------------------------------------------------------
+    from .evaluation import eeg_classification_metrics
+    from .evaluation.report import evaluate_generated
+
+    progress.start("evaluate", "GA, IS, FID, SSIM of the images; EEG classification on the whole test split")
+    eval_models = output_dir / "eval_models"
+    classifier_source = classifier or build_tiny_image_classifier(eval_models / "image_classifier", seed=seed)
+    extractor_source = feature_extractor or build_tiny_feature_extractor(eval_models / "feature_extractor", seed=seed + 1)
+    evaluation_dir = output_dir / "evaluation"
+    image_metrics = evaluate_generated(
+        generated_dir,
+        classifier=str(classifier_source),
+        feature_extractor=str(extractor_source),
+        n_way=settings.n_way,
+        num_trials=settings.num_trials,
+        seed=seed,
+        output_dir=evaluation_dir,
+        device=device,
+        inception_splits=min(10, len(indices) * settings.num_images_per_eeg),
+    )
+    logits, labels, class_names = _test_logits(eeg_encoder, prepared["test"])
+    eeg_metrics = eeg_classification_metrics(logits, labels)
+    progress.done("evaluate", f"EEG top-1 {eeg_metrics['top1_accuracy']:.3f} on {len(labels)} test recordings")
+
+    # 8. report -------------------------------------------------------------------------------------
+    progress.start("report", "report.html + figures + model card")
+    summary = _summary_metrics(eeg_metrics, image_metrics, settings)
+    from .hub_pipeline import pipeline_model_card
+
+    card = pipeline_model_card(
+        metrics=summary,
+        training_runs={stage: run_dirs[stage] for stage in DEMO_STAGES},
+        model_name="BrainVis demo pipeline (synthetic EEG" + (")" if sd_model else ", tiny random diffusion)"),
+        base_model=sd_model if sd_model and not Path(sd_model).exists() else None,
+        dataset_name="Synthetic EEG-ImageNet (brainvis demo)",
+        generation_settings={k: v for k, v in generation.as_dict().items()},
+        random_weights=sd_model is None,
+        notes=[SYNTHETIC_NOTE],
+    )
+    card.save(pipeline_dir / "README.md")
+    timings = dict(progress.timings)
+    demo_info = {
+        "seed": seed,
+        "quick": quick,
+        "sd_model": sd_model,
+        "settings": asdict(settings),
+        "data_sizes": sizes,
+        "metrics": summary,
+        "stage_results": {stage: _stage_result(m) for stage, m in stage_metrics.items()},
+        "generation": generation.as_dict(),
+        "test_indices": indices,
+        "timings_s": timings,
+    }
+    report_path = write_demo_report(
+        output_dir,
+        prepared=prepared,
+        run_dirs=run_dirs,
+        eeg_metrics=eeg_metrics,
+        class_names=class_names,
+        image_metrics=image_metrics,
+        summary=summary,
+        demo_info=demo_info,
+        sd_model=sd_model,
+    )
+    progress.done("report", str(report_path))
+    timings = dict(progress.timings)
+    timings["total"] = round(progress.total, 2)
+    demo_info["timings_s"] = timings
+    (output_dir / "demo.json").write_text(json.dumps(demo_info, indent=2, default=str), encoding="utf-8")
+    log(f"done in {timings['total']:.0f} s: open {report_path}")
+    return DemoResult(
+        output_dir=output_dir,
+        report_path=report_path,
+        pipeline_dir=pipeline_dir,
+        generated_dir=generated_dir,
+        data_dir=data_dir,
+        run_dirs=run_dirs,
+        metrics=summary,
+        timings=timings,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces of run_demo
+
+
+def _diffusion_components(sd_model: str | None, seed: int) -> dict[str, Any]:
+    """The pipeline's vae / text_encoder / tokenizer / unet / scheduler."""
+    if sd_model is None:
+        from .pipelines.tiny import build_tiny_sd_components
+
+        return build_tiny_sd_components(seed=seed)
+    from diffusers import StableDiffusionPipeline
+
+    sd = StableDiffusionPipeline.from_pretrained(
+        sd_model, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    return {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def _pick_test_rows(test_set, count: int) -> list[int]:
+    """Up to ``count`` test rows, one class after another (round robin), in a fixed order."""
+    labels = np.asarray(test_set["label"])
+    by_class: dict[int, list[int]] = {}
+    for row, label in enumerate(labels.tolist()):
+        by_class.setdefault(int(label), []).append(row)
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < min(count, len(labels)):
+        for label in sorted(by_class):
+            rows = by_class[label]
+            if depth < len(rows) and len(picked) < count:
+                picked.append(rows[depth])
+        depth += 1
+    return sorted(picked)
+
+
+def _test_logits(model, test_set, batch_size: int = 64):
+    """Class logits of the alignment model over the whole test split (on the CPU)."""
+    import torch
+
+    model = model.to("cpu").eval()
+    eeg = np.asarray(test_set.with_format("numpy")["eeg"], dtype=np.float32)
+    labels = np.asarray(test_set["label"], dtype=np.int64)
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(eeg), batch_size):
+            outputs.append(model(eeg_values=torch.from_numpy(eeg[start : start + batch_size])).logits.float().numpy())
+    class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return np.concatenate(outputs), labels, class_names
+
+
+def _stage_result(metrics: dict[str, Any]) -> dict[str, Any]:
+    evaluation = metrics.get("evaluation", {})
+    out: dict[str, Any] = {"global_step": metrics.get("global_step"), "best_metric": metrics.get("best_metric")}
+    for split, values in evaluation.items():
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second", "epoch")):
+                out[f"{split}_{key}"] = value
+    if metrics.get("linear_probe"):
+        out["linear_probe_accuracy"] = metrics["linear_probe"][-1].get("linear_probe_accuracy")
+    return out
+
+
+def _stage_summary(stage_metrics: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for stage, metrics in stage_metrics.items():
+        result = _stage_result(metrics)
+        key = next((k for k in ("test_accuracy", "linear_probe_accuracy", "test_loss") if result.get(k) is not None), None)
+        if key:
+            parts.append(f"{stage} {key} {result[key]:.3f}")
+    return "; ".join(parts)
+
+
+def _summary_metrics(eeg_metrics: dict[str, Any], image_metrics: dict[str, Any], settings: DemoSettings) -> dict[str, Any]:
+    summary = image_metrics.get("summary", {})
+    ga_key = next((k for k in summary if k.startswith("ga_")), None)
+    return {
+        "eeg_top1_accuracy": eeg_metrics.get("top1_accuracy"),
+        "eeg_top3_accuracy": eeg_metrics.get("top3_accuracy"),
+        "eeg_top5_accuracy": eeg_metrics.get("top5_accuracy"),
+        "eeg_macro_f1": eeg_metrics.get("macro_f1"),
+        f"ga_{settings.n_way}way_top1": summary.get(ga_key) if ga_key else None,
+        "inception_score": image_metrics.get("inception_score", {}).get("mean"),
+        "fid": image_metrics.get("fid", {}).get("value"),
+        "ssim": image_metrics.get("ssim", {}).get("mean"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the report page
+
+
+_METRIC_ROWS = (
+    ("eeg_top1_accuracy", "EEG classification top-1 accuracy (whole test split)", "chance: 1/40 = 0.025"),
+    ("eeg_top3_accuracy", "EEG classification top-3 accuracy", "chance: 0.075"),
+    ("eeg_top5_accuracy", "EEG classification top-5 accuracy", "chance: 0.125"),
+    ("eeg_macro_f1", "EEG classification macro-F1", ""),
+    ("ga", "Generation accuracy (N-way top-1)", "tiny random classifier: chance level expected"),
+    ("inception_score", "Inception Score", "tiny random classifier"),
+    ("fid", "FID (generated vs ground truth)", "tiny random feature extractor"),
+    ("ssim", "SSIM (generated vs ground truth)", ""),
+)
+
+
+def write_demo_report(
+    output_dir: Path,
+    *,
+    prepared,
+    run_dirs: dict[str, Path],
+    eeg_metrics: dict[str, Any],
+    class_names: Sequence[str],
+    image_metrics: dict[str, Any],
+    summary: dict[str, Any],
+    demo_info: dict[str, Any],
+    sd_model: str | None,
+) -> Path:
+    """Draw the figures and write ``output_dir/report.html`` (self-contained)."""
+    from .report import (
+        ReportFigure,
+        ReportSection,
+        ReportTable,
+        plot_confusion_matrix,
+        plot_eeg_traces,
+        plot_training_curves,
+        write_report,
+    )
+
+    figures = output_dir / "figures"
+    test = prepared["test"]
+    rows = _pick_test_rows(test, 3)
+    examples = test.select(rows).with_format("numpy")
+    traces = plot_eeg_traces(
+        np.asarray(examples["eeg"], dtype=np.float32),
+        figures / "eeg_traces.png",
+        titles=[f"test recording {int(i)}: {t}" for i, t in zip(examples["eeg_index"], examples["label_text"])],
+    )
+    histories = {}
+    for stage, run_dir in run_dirs.items():
+        state_path = run_dir / "trainer_state.json"
+        if state_path.is_file():
+            histories[stage] = json.loads(state_path.read_text(encoding="utf-8")).get("log_history", [])
+    curves = plot_training_curves(histories, figures / "training_curves.png")
+    confusion = plot_confusion_matrix(
+        eeg_metrics["confusion_matrix"], figures / "confusion_matrix.png", class_names=list(class_names),
+        title="EEG classifier (alignment model) on the test split",
+    )
+    contact_sheet = figures / "contact_sheet.png"
+    shutil.copyfile(output_dir / "generated" / "contact_sheet.png", contact_sheet)
+    per_class_ga = output_dir / "evaluation" / "per_class_ga.png"
+
+    ga_key = next((k for k in summary if k.startswith("ga_")), "ga")
+    metric_rows = []
+    for key, name, note in _METRIC_ROWS:
+        key = ga_key if key == "ga" else key
+        if key == ga_key:
+            name = name.replace("N-way", f"{demo_info['settings']['n_way']}-way")
+        metric_rows.append([name, summary.get(key), note])
+    stage_rows = []
+    for stage, result in demo_info["stage_results"].items():
+        main = next(
+            (k for k in ("test_accuracy", "linear_probe_accuracy", "test_loss") if result.get(k) is not None), None
+        )
+        stage_rows.append([stage, result.get("global_step"), main or "", result.get(main) if main else None,
+                           str(run_dirs[stage].relative_to(output_dir))])
+    timings = demo_info["timings_s"]
+    sizes = demo_info["data_sizes"]
+    notes = [SYNTHETIC_NOTE]
+    notes.insert(0, NOISE_NOTE if sd_model is None else (
+        f"Diffusion weights: {sd_model} (Stable Diffusion). The EEG encoders were trained on synthetic EEG, "
+        "so the images show Stable Diffusion's idea of the predicted class, not what was seen."
+    ))
+    blocks = [
+        ReportTable("Metrics", ["metric", "value", "note"], metric_rows,
+                    caption=f"Test split of the synthetic data ({sizes.get('test')} recordings); images of "
+                    f"{len(demo_info['test_indices'])} test recordings."),
+        ReportTable("Training stages", ["stage", "optimizer steps", "main result", "value", "run folder"], stage_rows,
+                    caption="Each stage is a `brainvis train STAGE --preset tiny` run; its folder holds the "
+                    "model, model card, metrics.json, trainer_state.json and TensorBoard logs."),
+        ReportFigure("EEG traces", traces, "Eight of the 128 channels of three test recordings (synthetic, "
+                     "standardised), 20-460 ms after stimulus onset."),
+        ReportFigure("Training curves", curves, "Training loss, validation loss and validation metrics of every stage."),
+        ReportFigure("Confusion matrix", confusion, "Rows: true class; columns: class predicted by the alignment "
+                     "model's classifier head, on the whole test split."),
+        ReportFigure("Generated images (contact sheet)", contact_sheet,
+                     "Per test EEG: ground-truth stimulus | stage-1 images | refined images, with the true and "
+                     "predicted class."),
+    ]
+    if per_class_ga.is_file():
+        blocks.append(ReportFigure("Generation accuracy per class", per_class_ga))
+    blocks += [
+        ReportTable("Data", ["split", "recordings"], [[k, v] for k, v in sizes.items()],
+                    caption="Synthetic EEG-ImageNet written by write_synthetic_eeg_imagenet and prepared with "
+                    "prepare_dataset (data/prepared, with its dataset card)."),
+        ReportTable("Time per phase", ["phase", "seconds"], [[k, v] for k, v in timings.items()]),
+        ReportSection(
+            "Reproduce and reuse",
+            [
+                "The saved pipeline (pipeline/, with its model card README.md) reloads with "
+                "BrainVisPipeline.from_pretrained and regenerates the same images under the same seed.",
+                "Real images need the Stable Diffusion v1.5 weights: brainvis demo --sd-model REPO.",
+            ],
+            code=(
+                f"brainvis demo --output {output_dir} --seed {demo_info['seed']}"
+                + (" --quick" if demo_info["quick"] else "") + (f" --sd-model {sd_model}" if sd_model else "") + "\n"
+                f"brainvis generate --model {output_dir / 'pipeline'} --eeg {output_dir / 'data' / 'prepared'} "
+                f"--output generated2 --seed {demo_info['seed']}\n"
+                f"brainvis evaluate --generated {output_dir / 'generated'} --classifier "
+                f"{output_dir / 'eval_models' / 'image_classifier'}"
+            ),
+        ),
+    ]
+    return write_report(
+        output_dir,
+        title="BrainVis demo report",
+        subtitle=f"EEG -> image reconstruction end to end, seed {demo_info['seed']}"
+        + (" (quick run)" if demo_info["quick"] else "") + f"; total {sum(timings.values()):.0f} s.",
+        notes=notes,
+        blocks=blocks,
+    )
+
+
+__all__ = [
+    "DEMO_STAGES",
+    "FULL_SETTINGS",
+    "QUICK_SETTINGS",
+    "ColourCaptioner",
+    "DemoResult",
+    "DemoSettings",
+    "build_tiny_feature_extractor",
+    "build_tiny_image_classifier",
+    "run_demo",
+    "write_demo_report",
+]
