@@ -295,6 +295,13 @@ def test_bad_folders_give_clear_errors(generated_dir, classifier_dir, tmp_path, 
     assert message in err
 
 
+def test_bad_settings_fail_before_any_model_runs(generated_dir, tmp_path):
+    with pytest.raises(ValueError, match=re.escape("`num_trials` must be >= 1; got 0")):
+        evaluate_generated(generated_dir, "not/loaded", "none", num_trials=0, output_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="cannot load the feature extractor"):
+        evaluate_generated(generated_dir, "not/loaded", str(tmp_path / "missing"), output_dir=tmp_path)
+
+
 def test_missing_manifest_and_n_way_too_large(generated_dir, classifier_dir, tmp_path, capsys):
     assert main(["evaluate", "--generated", str(tmp_path), "--classifier", classifier_dir]) == 2
     assert "manifest.json not found: is" in capsys.readouterr().err

@@ -299,7 +299,11 @@ def evaluate_generated(
     Returns:
         The dict written to ``metrics.json``.
     """
+    for name, value in (("top_k", top_k), ("num_trials", num_trials), ("inception_splits", inception_splits), ("batch_size", batch_size)):
+        if int(value) < 1:
+            raise ValueError(f"`{name}` must be >= 1; got {value}")
     folder = read_generated_folder(generated_dir)
+    extractor, extractor_name, reason = _resolve_feature_extractor(feature_extractor)  # fail early
     output = Path(output_dir) if output_dir is not None else folder.root
     output.mkdir(parents=True, exist_ok=True)
 
@@ -330,7 +334,6 @@ def evaluate_generated(
     is_mean, is_std = inception_score(probs_generated, splits=splits)
 
     # FID: generated vs ground truth, both at the generated images' size
-    extractor, extractor_name, reason = _resolve_feature_extractor(feature_extractor)
     fid_entry: dict[str, Any] = {"computed": False, "value": None, "feature_extractor": extractor_name, "reason": reason}
     if extractor is not None:
         if len(generated) < 2 or len(ground_truth) < 2:
