@@ -300,6 +300,10 @@ def test_save_and_load_give_identical_images(tiny_brainvis_pipeline, tmp_path):
     assert index["eeg_encoder"][0].startswith("brainvis_hf") and index["eeg_encoder"][1] == "BrainVisForCLIPAlignment"
     assert index["scheduler"] == ["diffusers", "PNDMScheduler"]
     assert (tmp_path / "eeg_encoder" / "model.safetensors").is_file()
+    from brainvis_hf.presets import preset_dir
+
+    shipped = json.loads((preset_dir("pipeline") / "model_index.json").read_text())  # the hub_configs template
+    assert {k: v for k, v in index.items() if k[0] != "_"} == {k: v for k, v in shipped.items() if k[0] != "_"}
     loaded = BrainVisPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert type(loaded.eeg_encoder).__name__ == "BrainVisForCLIPAlignment" and not loaded.eeg_encoder.training

@@ -82,3 +82,41 @@ def test_sd_components_fit_together():
     with torch.no_grad():
         assert c["unet"](lat, 10, encoder_hidden_states=cond).sample.shape == (2, 4, 16, 16)
         assert c["vae"].decode(lat).sample.shape == (2, 3, 32, 32)
+
+
+def test_shipped_tiny_configs_match_the_builders():
+    """hub_configs/tiny/pipeline holds exactly what build_tiny_sd_components builds."""
+    from transformers import CLIPTokenizer
+
+    from brainvis_hf.presets import preset_dir
+
+    folder = preset_dir("pipeline", preset="tiny")
+    c = build_tiny_sd_components(seed=0)
+    for name in ("vae", "unet", "scheduler"):
+        file = "scheduler_config.json" if name == "scheduler" else "config.json"
+        shipped = json.loads((folder / name / file).read_text())
+        built = dict(c[name].config)
+        assert {k: v for k, v in shipped.items() if not k.startswith("_")} == {
+            k: list(v) if isinstance(v, tuple) else v for k, v in built.items() if not k.startswith("_")
+        }, name
+    shipped_text = json.loads((folder / "text_encoder" / "config.json").read_text())
+    built_text = c["text_encoder"].config.to_dict()
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "eos_token_id", "bos_token_id"):
+        assert shipped_text[key] == built_text[key], key
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    assert tokenizer.get_vocab() == c["tokenizer"].get_vocab()
+    assert tokenizer("a giant panda").input_ids == c["tokenizer"]("a giant panda").input_ids
+
+
+def test_paper_pipeline_layout():
+    from brainvis_hf.presets import preset_dir
+
+    folder = preset_dir("pipeline")
+    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "PNDMScheduler"
+    assert {k: scheduler[k] for k in SD15_SCHEDULER_CONFIG} == SD15_SCHEDULER_CONFIG
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "BrainVisPipeline"
+    assert set(index) - {"_class_name", "_diffusers_version"} == {
+        "eeg_encoder", "vae", "text_encoder", "tokenizer", "unet", "scheduler",
+    }
