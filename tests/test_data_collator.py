@@ -78,3 +78,10 @@ def test_clip_targets(eeg_imagenet_dataset):
     unknown = dict(list(targets.items())[1:])
     with pytest.raises(KeyError, match=rf"no CLIP targets for image\(s\) \['{rows[0]['image_name']}'\]"):
         BrainVisDataCollator(clip_targets=unknown)(rows)
+
+
+def test_clip_targets_in_bfloat16_are_returned_as_float32():
+    targets = {"a_1": (torch.ones(3, 4, dtype=torch.bfloat16), torch.zeros(3, 4, dtype=torch.bfloat16))}
+    batch = BrainVisDataCollator(clip_targets=targets)([{"eeg": np.zeros((2, 5)), "label": 0, "image_name": "a_1"}])
+    assert batch["coarse_embeds"].dtype == batch["fine_embeds"].dtype == torch.float32
+    assert batch["coarse_embeds"].shape == (1, 3, 4) and batch["coarse_embeds"].sum() == 12

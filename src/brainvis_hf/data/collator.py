@@ -9,12 +9,20 @@ import numpy as np
 import torch
 
 
-def _as_tensor(value: Any) -> torch.Tensor:
+def _as_array(value: Any) -> np.ndarray:
+    """A numpy view of a tensor / array, or a float32 array built from nested lists."""
     if isinstance(value, torch.Tensor):
-        return value
+        value = value.detach().cpu()
+        return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+        return value
+    return np.asarray(value, dtype=np.float32)
+
+
+def _stack_float32(values: Sequence[np.ndarray]) -> torch.Tensor:
+    # np.stack rather than torch.stack: the copy is single-threaded memcpy, which stays fast in
+    # DataLoader workers and on busy machines (torch's intra-op threads can stall there).
+    return torch.from_numpy(np.stack(values).astype(np.float32, copy=False))
 
 
 @dataclass
@@ -47,12 +55,12 @@ class BrainVisDataCollator:
         eeg = [self._eeg(row, i) for i, row in enumerate(rows)]
         shapes = {tuple(e.shape) for e in eeg}
         if len(shapes) != 1 or len(eeg[0].shape) != 2:
-            bad = [(i, tuple(e.shape)) for i, e in enumerate(eeg) if tuple(e.shape) != tuple(eeg[0].shape) or e.dim() != 2]
+            bad = [(i, tuple(e.shape)) for i, e in enumerate(eeg) if tuple(e.shape) != tuple(eeg[0].shape) or e.ndim != 2]
             raise ValueError(
                 f"BrainVisDataCollator: every row's 'eeg' must be 2-D (channels, time) with the same shape; "
                 f"row 0 has {tuple(eeg[0].shape)}, but (row, shape) {bad[:5]}"
             )
-        batch = {"eeg_values": torch.stack(eeg).to(torch.float32)}
+        batch = {"eeg_values": _stack_float32(eeg)}
 
         labels = [row.get("label", row.get("labels")) for row in rows]
         if any(label is not None for label in labels):
@@ -66,11 +74,11 @@ class BrainVisDataCollator:
         return batch
 
     @staticmethod
-    def _eeg(row: Mapping[str, Any], i: int) -> torch.Tensor:
+    def _eeg(row: Mapping[str, Any], i: int) -> np.ndarray:
         value = row.get("eeg", row.get("eeg_values"))
         if value is None:
             raise KeyError(f"BrainVisDataCollator: row {i} has no 'eeg' (or 'eeg_values'); keys: {sorted(row)}")
-        return _as_tensor(value)
+        return _as_array(value)
 
     def _clip_targets(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         names = []
@@ -84,6 +92,6 @@ class BrainVisDataCollator:
                 f"BrainVisDataCollator: no CLIP targets for image(s) {sorted(set(unknown))[:10]} "
                 f"({len(set(unknown))} unknown; the targets cover {len(self.clip_targets)} images)"
             )
-        coarse = torch.stack([_as_tensor(self.clip_targets[n][0]) for n in names]).to(torch.float32)
-        fine = torch.stack([_as_tensor(self.clip_targets[n][1]) for n in names]).to(torch.float32)
+        coarse = _stack_float32([_as_array(self.clip_targets[n][0]) for n in names])
+        fine = _stack_float32([_as_array(self.clip_targets[n][1]) for n in names])
         return {"coarse_embeds": coarse, "fine_embeds": fine}
