@@ -1,0 +1,198 @@
+"""``brainvis demo --quick``: every part of the report folder, the saved pipeline regenerates the
+same images under the same seed, the cards parse / carry the run's metrics / render, and the
+report page loads in a real headless Chromium (skipped, saying why, without Chromium)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import DatasetCard, ModelCard
+from PIL import Image
+
+from brainvis_hf.demo import DEMO_STAGES, ColourCaptioner, run_demo
+from brainvis_hf.report import check_report_in_browser, find_chromium
+
+FIGURES = ("eeg_traces.png", "training_curves.png", "confusion_matrix.png", "contact_sheet.png")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One quick demo run (single torch thread: much faster on a CPU shared by test workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    lines: list[str] = []
+    try:
+        result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True, log=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    result.log = lines
+    return result
+
+
+def test_every_part_of_the_report_folder_exists(demo):
+    out = demo.output_dir
+    assert demo.report_path == out / "report.html" and demo.report_path.is_file()
+    for name in FIGURES:
+        with Image.open(out / "figures" / name) as image:
+            assert image.format == "PNG" and min(image.size) > 50, name
+    assert (out / "pipeline" / "model_index.json").is_file() and (out / "pipeline" / "README.md").is_file()
+    assert (out / "generated" / "manifest.json").is_file() and (out / "generated" / "contact_sheet.png").is_file()
+    assert (out / "evaluation" / "metrics.json").is_file()
+    assert (out / "data" / "prepared" / "README.md").is_file() and (out / "data" / "prepared" / "clip_targets").is_dir()
+    for stage in DEMO_STAGES:
+        run = out / "runs" / stage
+        for name in ("config.json", "model.safetensors", "metrics.json", "trainer_state.json", "README.md"):
+            assert (run / name).is_file(), f"{stage}/{name}"
+    info = json.loads((out / "demo.json").read_text())
+    assert info["seed"] == 3 and info["quick"] is True
+    assert set(info["timings_s"]) == {"synthesise", "prepare", "CLIP targets", "train", "assemble", "generate",
+                                      "evaluate", "report", "total"}
+    # progress: one line per phase, in order
+    phases = [line for line in demo.log if re.match(r"\[\d/8\] ", line)]
+    assert [p.split("]")[0] for p in phases] == [f"[{i}/8" for i in range(1, 9)]
+
+
+def test_report_page_content(demo):
+    page = demo.report_path.read_text(encoding="utf-8")
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) >= 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    for title in ("EEG traces", "Training curves", "Confusion matrix", "Generated images (contact sheet)", "Metrics"):
+        assert f"<h2>{title}</h2>" in page, title
+    # the plain statement about noise images and how to get real ones
+    assert "its images are noise" in page and "brainvis demo --sd-model REPO" in page
+    # the metrics table shows the run's numbers
+    for key, value in demo.metrics.items():
+        if isinstance(value, float):
+            assert f'<td class="num">{value:.4g}</td>' in page, key
+
+
+def test_eeg_metric_matches_an_independent_computation(demo):
+    """The report's EEG top-1 is the saved pipeline's classifier accuracy on the whole test split."""
+    from datasets import load_dataset
+
+    from brainvis_hf.pipelines import BrainVisPipeline
+
+    pipe = BrainVisPipeline.from_pretrained(demo.pipeline_dir)
+    test = load_dataset(str(demo.data_dir), split="test").with_format("numpy")
+    with torch.no_grad():
+        logits = pipe.eeg_encoder(eeg_values=torch.from_numpy(np.asarray(test["eeg"], dtype=np.float32))).logits
+    accuracy = float((logits.argmax(-1).numpy() == np.asarray(test["label"])).mean())
+    assert demo.metrics["eeg_top1_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+
+
+def test_saved_pipeline_regenerates_the_same_images(demo, tmp_path):
+    from brainvis_hf.pipelines import BrainVisPipeline
+    from brainvis_hf.pipelines.generate_folder import GenerationSettings, load_eeg_records
+
+    manifest = json.loads((demo.generated_dir / "manifest.json").read_text())
+    info = json.loads((demo.output_dir / "demo.json").read_text())
+    pipe = BrainVisPipeline.from_pretrained(demo.pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    records = load_eeg_records(demo.data_dir, split="test", indices=info["test_indices"][:2])
+    generation = manifest["generation"]
+    settings = GenerationSettings(**{k: v for k, v in generation.items() if k in GenerationSettings.__dataclass_fields__})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for record in records:
+            seeds = [settings.image_seed(record, k) for k in range(settings.num_images_per_eeg)]
+            out = pipe(
+                record.eeg[None],
+                num_images_per_eeg=settings.num_images_per_eeg,
+                num_inference_steps=settings.num_inference_steps,
+                refine=settings.refine,
+                refine_strength=settings.refine_strength,
+                refine_guidance_scale=settings.refine_guidance_scale,
+                refine_num_inference_steps=settings.refine_num_inference_steps,
+                generator=pipe.generators_from_seeds(seeds),
+                output_type="np",
+            )
+            for k, image in enumerate(out.images):
+                entry = next(e for e in manifest["images"] if e["eeg_id"] == record.eeg_id and e["sample"] == k)
+                assert entry["seed"] == seeds[k]
+                saved = np.asarray(Image.open(demo.generated_dir / entry["file"]).convert("RGB"), dtype=np.int16)
+                again = np.asarray((np.clip(image, 0, 1) * 255).round(), dtype=np.int16)
+                assert saved.shape == again.shape
+                assert np.abs(saved - again).max() <= 1, f"{entry['file']} differs after reloading the pipeline"
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_pipeline_card_has_the_run_metrics_and_renders(demo):
+    from brainvis_hf.hub_pipeline import render_card_html
+
+    card = ModelCard.load(demo.pipeline_dir / "README.md")
+    data = card.data
+    assert data.library_name == "diffusers" and data.pipeline_tag == "text-to-image"
+    assert {"eeg", "bci", "brain-decoding", "diffusers", "random-weights"} <= set(data.tags)
+    results = {r.metric_type: r.metric_value for r in data.eval_results}
+    expected = {k: v for k, v in demo.metrics.items() if isinstance(v, float)}
+    assert results == pytest.approx(expected, abs=1e-6)  # the card rounds to 6 decimals
+    text = card.text
+    assert "## Limitations and ethics" in text and "not mind reading" in text and "## Citation" in text
+    # hyper-parameters come from the runs: the align stage's learning rate as in its metrics.json
+    align = json.loads((demo.run_dirs["align"] / "metrics.json").read_text())
+    assert f"| align | {align['hyperparameters']['learning_rate']:.4g} |" in text
+    html = render_card_html(card)
+    assert "<table>" in html and "<h2>Evaluation</h2>" in html
+
+
+def test_stage_and_dataset_cards_parse_and_render(demo):
+    from brainvis_hf.hub_pipeline import render_card_html
+
+    for stage in DEMO_STAGES:
+        card = ModelCard.load(demo.run_dirs[stage] / "README.md")
+        metrics = json.loads((demo.run_dirs[stage] / "metrics.json").read_text())
+        results = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+        for key in ("loss", "accuracy"):
+            if key in metrics["evaluation"]["test"]:
+                assert results[("test", key)] == pytest.approx(metrics["evaluation"]["test"][key], rel=1e-5), stage
+        assert {"eeg", "bci", "brain-decoding"} <= set(card.data.tags)
+        assert "<h2>" in render_card_html(card)
+    dataset_card = DatasetCard.load(demo.data_dir / "README.md")
+    assert dataset_card.data.to_dict()["configs"]
+    assert "<table>" in render_card_html(dataset_card)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (Debian: apt-get install -y chromium)")
+def test_report_loads_in_chromium(demo):
+    verdict = check_report_in_browser(demo.output_dir)
+    assert verdict["errors"] == [] and verdict["external"] == []
+    assert len(verdict["images"]) == verdict["num_img_tags"] >= 4
+    assert all(image["naturalWidth"] > 0 and image["naturalHeight"] > 0 for image in verdict["images"])
+    assert verdict["ok"] is True
+
+
+def test_cli_refuses_to_overwrite_an_earlier_run(demo, capsys):
+    from brainvis_hf.cli import main
+
+    assert main(["demo", "--output", str(demo.output_dir), "--quick"]) == 2
+    assert "already holds a demo run" in capsys.readouterr().err
+    assert demo.report_path.is_file()  # nothing was deleted
+
+
+def test_cli_refuses_a_foreign_folder(tmp_path, capsys):
+    from brainvis_hf.cli import main
+
+    (tmp_path / "thesis.tex").write_text("precious")
+    assert main(["demo", "--output", str(tmp_path), "--quick", "--overwrite"]) == 2
+    assert "is not empty and is not a demo folder" in capsys.readouterr().err
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_colour_captioner_describes_images():
+    captioner = ColourCaptioner()
+    stripes = np.zeros((32, 32, 3), dtype=np.uint8)
+    stripes[:, ::4] = (40, 80, 200)
+    stripes[:, 1::4] = (40, 80, 200)
+    stripes[:, 2::4] = (240, 240, 240)
+    stripes[:, 3::4] = (240, 240, 240)
+    red = np.full((32, 32, 3), (200, 40, 40), dtype=np.uint8)
+    captions = captioner([Image.fromarray(stripes), Image.fromarray(red)])
+    assert captions[0] == "a photo of white and blue vertical stripes"
+    assert captions[1].startswith("a photo of red ")
