@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -111,8 +112,6 @@ def _run_synth(args: argparse.Namespace) -> int:
 def _run_prepare(args: argparse.Namespace) -> int:
     from ..data.eeg_imagenet import EEGImageNet
     from ..data.prepare import prepare_dataset, push_prepared_dataset
-
-    from pathlib import Path
 
     for flag, path in (("--eeg", args.eeg), ("--splits", args.splits)):
         if not Path(path).is_file():

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import datasets
+import numpy as np
 import torch
 
 from .labels import WNID_TO_WORDS
@@ -304,7 +305,7 @@ def select_recordings(
             f"{_format_indices(too_short)} have only {lengths[0]}..{lengths[-1]} samples; "
             f"choose a window ending at most at the shortest accepted length ({lo})"
         )
-    non_finite = [i for i in used if not bool(torch.isfinite(recordings[i]["eeg"]).all())]
+    non_finite = [i for i in used if not _all_finite(recordings[i]["eeg"])]
     if non_finite:
         if not drop_non_finite:
             raise ValueError(
@@ -316,6 +317,12 @@ def select_recordings(
         bad = set(non_finite)
         selected = {name: [i for i in idx if i not in bad] for name, idx in selected.items()}
     return selected
+
+
+def _all_finite(eeg: torch.Tensor) -> bool:
+    # numpy: single-threaded, so it stays fast on busy machines (torch's intra-op threads can stall)
+    array = eeg.numpy() if eeg.dtype != torch.bfloat16 else eeg.float().numpy()
+    return bool(np.isfinite(array).all()) if array.dtype.kind == "f" else True
 
 
 def _check_pair(name: str, value: Sequence[int]) -> tuple[int, int]:
@@ -501,7 +508,7 @@ class EEGImageNet(datasets.GeneratorBasedBuilder):
             label = int(rec["label"])
             name = images[int(rec["image"])]
             example = {
-                "eeg": rec["eeg"][:, start:end].to(torch.float32).numpy(),
+                "eeg": _crop(rec["eeg"], start, end),
                 "label": label,
                 "label_text": WNID_TO_WORDS.get(wnids[label], wnids[label]),
                 "subject": int(rec["subject"]),
@@ -511,6 +518,12 @@ class EEGImageNet(datasets.GeneratorBasedBuilder):
             if self.config.image_root is not None:
                 example["image"] = str(image_path(self.config.image_root, name))
             yield i, example
+
+
+def _crop(eeg: torch.Tensor, start: int, end: int) -> np.ndarray:
+    """``eeg[:, start:end]`` as a float32 array (numpy, single-threaded)."""
+    array = eeg.numpy() if eeg.dtype != torch.bfloat16 else eeg.float().numpy()
+    return np.ascontiguousarray(array[:, start:end], dtype=np.float32)
 
 
 def load_eeg_imagenet(
