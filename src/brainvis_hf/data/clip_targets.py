@@ -278,9 +278,8 @@ def compute_clip_targets(
         else:
             captions = []
             for sub in range(0, len(chunk_names), batch_size):
-                images = [
-                    dataset_dict[split][row]["image"] for split, row in locations[start + sub : start + sub + batch_size]
-                ]
+                end = start + min(sub + batch_size, len(chunk_names))
+                images = [dataset_dict[split][row]["image"] for split, row in locations[start + sub : end]]
                 if any(image is None for image in images):
                     raise ValueError(f"Some images of chunk {chunk_id} in {data_dir} are missing (None)")
                 batch_captions = list(caption_fn(images))

@@ -476,6 +476,9 @@ def train_stage(
         coarse, _ = next(iter(clip_targets.values()))
         prompt_shape = (int(coarse.shape[0]), int(coarse.shape[1]))
 
+    from transformers import set_seed
+
+    set_seed(seed)  # the fresh weights (and heads) depend on the seed too, not only the data order
     model, model_source = build_stage_model(
         stage, data, preset=preset, config_path=config, init=init_dirs, prompt_shape=prompt_shape
     )
@@ -551,9 +554,10 @@ def train_stage(
     hyperparameters = {k: getattr(args, k) for k in _HYPERPARAMETER_FIELDS}
     hyperparameters["optim"] = str(getattr(args.optim, "value", args.optim))
     hyperparameters["lr_scheduler_type"] = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
-    hyperparameters["num_processes"] = args.world_size
+    num_processes = trainer.accelerator.num_processes
+    hyperparameters["num_processes"] = num_processes
     hyperparameters["effective_batch_size"] = (
-        args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        args.per_device_train_batch_size * args.gradient_accumulation_steps * num_processes
     )
     metrics: dict[str, Any] = {
         "stage": stage,
