@@ -123,6 +123,29 @@ def test_saved_pipeline_regenerates_the_same_images(demo, tmp_path):
         torch.set_num_threads(threads)
 
 
+def test_documented_generate_command_regenerates_the_same_images(demo, tmp_path):
+    """The `brainvis generate` command the report prints gives byte-identical pixels."""
+    from brainvis_hf.cli import main
+
+    command = json.loads((demo.output_dir / "demo.json").read_text())["regenerate_command"]
+    assert command[-2] == "--output"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*command[:-1], str(tmp_path / "again")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    original = json.loads((demo.generated_dir / "manifest.json").read_text())
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert [(e["eeg_id"], e["sample"], e["seed"]) for e in again["images"]] == [
+        (e["eeg_id"], e["sample"], e["seed"]) for e in original["images"]
+    ]
+    for entry in original["images"]:
+        first = np.asarray(Image.open(demo.generated_dir / entry["file"]), dtype=np.int16)
+        second = np.asarray(Image.open(tmp_path / "again" / entry["file"]), dtype=np.int16)
+        assert np.abs(first - second).max() <= 1, entry["file"]
+
+
 def test_pipeline_card_has_the_run_metrics_and_renders(demo):
     from brainvis_hf.hub_pipeline import render_card_html
 

@@ -515,6 +515,7 @@ def run_demo(
         "generation": generation.as_dict(),
         "test_indices": indices,
         "tiny_eval_models": classifier is None,
+        "regenerate_command": regenerate_command(output_dir, indices, generation),
         "timings_s": timings,
     }
     report_path = write_demo_report(
@@ -562,6 +563,21 @@ def _diffusion_components(sd_model: str | None, seed: int) -> dict[str, Any]:
         sd_model, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     return {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def regenerate_command(output_dir: Path, indices: Sequence[int], generation) -> list[str]:
+    """The ``brainvis generate`` arguments that regenerate the demo's images from the saved pipeline
+    (same rows, seeds and settings; only ``--output`` differs)."""
+    return [
+        "generate", "--model", str(output_dir / "pipeline"), "--eeg", str(output_dir / "data" / "prepared"),
+        "--split", "test", "--indices", ",".join(str(i) for i in indices),
+        "--num-images-per-eeg", str(generation.num_images_per_eeg), "--steps", str(generation.num_inference_steps),
+        "--refine-steps", str(generation.refine_num_inference_steps),
+        "--refine-strength", str(generation.refine_strength),
+        "--refine-guidance-scale", str(generation.refine_guidance_scale),
+        "--guidance-scale", str(generation.guidance_scale), "--seed", str(generation.seed),
+        "--output", str(output_dir / "generated-again"),
+    ]
 
 
 def _pick_test_rows(test_set, count: int) -> list[int]:
@@ -754,8 +770,7 @@ def write_demo_report(
             code=(
                 f"brainvis demo --output {output_dir} --seed {demo_info['seed']}"
                 + (" --quick" if demo_info["quick"] else "") + (f" --sd-model {sd_model}" if sd_model else "") + "\n"
-                f"brainvis generate --model {output_dir / 'pipeline'} --eeg {output_dir / 'data' / 'prepared'} "
-                f"--output generated2 --seed {demo_info['seed']}\n"
+                "brainvis " + " ".join(demo_info["regenerate_command"]) + "\n"
                 f"brainvis evaluate --generated {output_dir / 'generated'} --classifier "
                 f"{output_dir / 'eval_models' / 'image_classifier'}"
             ),
