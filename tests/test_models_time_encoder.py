@@ -160,6 +160,15 @@ def test_per_sample_masking_is_a_config_choice(tiny_time_config, eeg):
         assert len(set(out.masked_indices[row].tolist()) | set(out.visible_indices[row].tolist())) == 110
 
 
+def test_noise_fixes_the_split(lmm, eeg):
+    noise = torch.rand(110)
+    out = lmm(eeg, noise=noise)
+    order = noise.argsort()
+    assert torch.equal(out.masked_indices[2], order[28:]) and torch.equal(out.visible_indices[0], order[:28])
+    with pytest.raises(ValueError, match=r"noise must have shape \(3, 110\) or \(110,\), got \(3, 7\)"):
+        lmm(eeg, noise=torch.rand(3, 7))
+
+
 def test_loss_parts_recomputed_independently(lmm, eeg):
     lmm.eval()  # no dropout, so that the pieces can be recomputed
     try:

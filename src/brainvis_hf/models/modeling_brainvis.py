@@ -25,6 +25,7 @@ from .modeling_time_encoder import (
     BrainVisTimeEncoderModel,
     check_eeg_values,
     init_linear_like_torch,
+    linear,
 )
 
 
@@ -209,12 +210,26 @@ class BrainVisPromptProjector(nn.Module):
         self.prompt_shape = (config.prompt_sequence_length, config.prompt_embed_dim)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        h1 = torch.tanh(self.fc1(inputs))
-        h2 = torch.tanh(self.fc2(h1))
-        h3 = torch.tanh(self.fc3(h2) + h1)
-        h4 = torch.tanh(self.fc4(h3) + h2)
-        h5 = torch.tanh(self.fc5(h4) + h3)
-        return self.output(h5).view(inputs.shape[0], *self.prompt_shape)
+        h1 = torch.tanh(linear(self.fc1, inputs))
+        h2 = torch.tanh(linear(self.fc2, h1))
+        h3 = torch.tanh(linear(self.fc3, h2) + h1)
+        h4 = torch.tanh(linear(self.fc4, h3) + h2)
+        h5 = torch.tanh(linear(self.fc5, h4) + h3)
+        return self._project_out(h5).view(inputs.shape[0], *self.prompt_shape)
+
+    def _project_out(self, hidden: torch.Tensor) -> torch.Tensor:
+        # The output layer is huge (4d x 59136) and read once per call: on the CPU in fp32, streaming
+        # the weight as the left operand (W @ h^T) is much faster than `h @ W^T` for small batches.
+        layer = self.output
+        if (
+            hidden.device.type == "cpu"
+            and hidden.dtype == layer.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+            and hidden.shape[0] <= 64
+            and not torch.compiler.is_compiling()
+        ):
+            return torch.addmm(layer.bias.unsqueeze(1), layer.weight, hidden.t()).t()
+        return layer(hidden)
 
 
 def _cosine_embedding_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
