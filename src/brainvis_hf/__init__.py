@@ -31,6 +31,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     # pipeline
     "BrainVisPipeline": ".pipelines",
     "BrainVisPipelineOutput": ".pipelines",
+    "assemble_brainvis_pipeline": ".pipelines",
     # data
     "load_eeg_imagenet": ".data",
     "EEGImageNet": ".data",
