@@ -53,7 +53,7 @@ class StageSpec:
 STAGE_SPECS: dict[str, StageSpec] = {
     "time-pretrain": StageSpec(
         "time-pretrain", "time_encoder", "optionally a time-encoder folder to continue pretraining from",
-        0, 1, "loss", False, False,
+        0, 1, "linear_probe_accuracy", True, False,
     ),
     "time-finetune": StageSpec(
         "time-finetune", "time_encoder", "the pretrained time-encoder folder (output of time-pretrain)",

@@ -4,7 +4,8 @@
   the start of training and updated after every *optimizer* step (``on_step_end`` fires once per
   optimizer step, also under gradient accumulation).
 - :class:`LinearProbeCallback`: every few epochs, standardised logistic regression on the pooled
-  features of the (frozen) encoder, fitted on train, scored on validation.
+  features of the (frozen) encoder, fitted on train, scored on validation (part of the Trainer's
+  evaluation, so it can select the best pretraining checkpoint).
 - :func:`plot_training_curves`: ``training_curves.png`` from a Trainer's ``log_history``.
 """
 
@@ -82,41 +83,46 @@ def linear_probe(model, train_dataset, eval_dataset, collator, *, batch_size: in
 
 
 class LinearProbeCallback(TrainerCallback):
-    """Logs ``linear_probe_accuracy`` every ``every_n_epochs`` epochs (and after the last one).
+    """Linear probe of the encoder every ``every_n_epochs`` epochs (and after the last one).
+
+    The probe runs inside the Trainer's evaluation (:class:`~.trainer.BrainVisTrainer` calls
+    :meth:`run`), so its accuracy is logged as ``eval_linear_probe_accuracy`` and can select the
+    best checkpoint; with an epoch evaluation strategy this callback skips the evaluations (and
+    checkpoints) of the epochs in between.
 
     Args:
         train_dataset, eval_dataset: rows the collator turns into ``eeg_values`` / ``labels``.
         collator: the run's data collator.
-        every_n_epochs: probing interval; ``0`` disables the callback.
+        every_n_epochs: probing interval in epochs.
         batch_size: feature-extraction batch size.
     """
 
     def __init__(self, train_dataset, eval_dataset, collator, *, every_n_epochs: int = 10, batch_size: int = 256):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.collator = collator
         self.every_n_epochs = every_n_epochs
         self.batch_size = batch_size
-        self.trainer = None  # set by the stage so that results reach the Trainer's logs
         self.history: list[dict[str, float]] = []
 
-    def _due(self, state) -> bool:
-        if self.every_n_epochs <= 0 or state.epoch is None:
-            return False
-        epoch = int(round(state.epoch))
-        last = state.num_train_epochs is not None and epoch >= state.num_train_epochs
-        return epoch > 0 and (epoch % self.every_n_epochs == 0 or last)
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        if model is None or not self._due(state):
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "epoch" or state.epoch is None:
             return
+        epoch = int(round(state.epoch))
+        last = state.global_step >= state.max_steps or epoch >= int(math.ceil(args.num_train_epochs))
+        if epoch % self.every_n_epochs != 0 and not last:
+            control.should_evaluate = False
+            if str(getattr(args.save_strategy, "value", args.save_strategy)) == "epoch":
+                control.should_save = False
+
+    def run(self, model, state) -> float:
+        """Probe ``model`` now; records and returns the accuracy."""
         accuracy = linear_probe(model, self.train_dataset, self.eval_dataset, self.collator, batch_size=self.batch_size)
-        record = {"epoch": float(round(state.epoch, 4)), "step": state.global_step, "linear_probe_accuracy": accuracy}
-        self.history.append(record)
-        if self.trainer is not None:
-            self.trainer.log({"linear_probe_accuracy": accuracy})
-        else:
-            state.log_history.append(record)
+        epoch = float(round(state.epoch, 4)) if state.epoch is not None else 0.0
+        self.history.append({"epoch": epoch, "step": state.global_step, "linear_probe_accuracy": accuracy})
+        return accuracy
 
 
 def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> str:

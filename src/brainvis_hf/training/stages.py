@@ -490,6 +490,16 @@ def train_stage(
     collator = BrainVisDataCollator(clip_targets=clip_targets)
 
     overrides = dict(training_overrides or {})
+    probe_every = 0
+    if stage == "time-pretrain":
+        probe_every = linear_probe_every_n_epochs
+        if probe_every is None:
+            probe_every = int(hyper.get("linear_probe_every_n_epochs", 10))
+        if probe_every <= 0:
+            # the LMM loss has moving targets (momentum encoder): not a selection criterion; keep the last weights
+            overrides.setdefault("load_best_model_at_end", False)
+            overrides.setdefault("metric_for_best_model", "loss")
+            overrides.setdefault("greater_is_better", False)
     args = build_training_arguments(stage, output_dir, hyper, overrides, seed=seed)
 
     lora_info = None
@@ -513,11 +523,8 @@ def train_stage(
     probe = None
     if stage == "time-pretrain":
         all_callbacks.append(MomentumUpdateCallback(init_at_start=not init_dirs))
-        every = linear_probe_every_n_epochs
-        if every is None:
-            every = int(hyper.get("linear_probe_every_n_epochs", 10))
-        if every > 0:
-            probe = LinearProbeCallback(train_set, select_set, collator, every_n_epochs=every,
+        if probe_every > 0:
+            probe = LinearProbeCallback(train_set, select_set, collator, every_n_epochs=probe_every,
                                         batch_size=args.per_device_eval_batch_size)
             all_callbacks.append(probe)
 
@@ -530,9 +537,8 @@ def train_stage(
         compute_metrics=compute_stage_metrics(stage_kind),
         callbacks=all_callbacks,
         stage_kind=stage_kind,
+        linear_probe=probe,
     )
-    if probe is not None:
-        probe.trainer = trainer
 
     train_output = trainer.train(resume_from_checkpoint=resume)
 

@@ -78,11 +78,15 @@ class BrainVisTrainer(Trainer):
         *args, **kwargs: as ``transformers.Trainer``.
     """
 
-    def __init__(self, *args, stage_kind: str = "classification", **kwargs):
+    def __init__(self, *args, stage_kind: str = "classification", linear_probe=None, **kwargs):
         if stage_kind not in LOSS_PART_KEYS:
             raise ValueError(f"Unknown stage kind {stage_kind!r}; expected one of {sorted(LOSS_PART_KEYS)}")
         super().__init__(*args, **kwargs)
         self.stage_kind = stage_kind
+        self.linear_probe = linear_probe
+        self._extra_eval_metrics: dict[str, float] = {}
+        if self.compute_metrics is not None:
+            self.compute_metrics = self._with_extra_metrics(self.compute_metrics)
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_count = 0
         # our models return a per-batch mean loss: let the Trainer divide it by the accumulation steps
@@ -125,6 +129,23 @@ class BrainVisTrainer(Trainer):
         super().log(logs, start_time)
 
     # ---- evaluation -----------------------------------------------------------------------
+    def _with_extra_metrics(self, compute_metrics):
+        def compute(eval_prediction):
+            return {**compute_metrics(eval_prediction), **self._extra_eval_metrics}
+
+        return compute
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """As ``Trainer.evaluate``; the in-training evaluations also run the linear probe, if any."""
+        self._extra_eval_metrics = {}
+        if self.linear_probe is not None and eval_dataset is None:
+            self._extra_eval_metrics["linear_probe_accuracy"] = self.linear_probe.run(self.model, self.state)
+        try:
+            return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys,
+                                    metric_key_prefix=metric_key_prefix)
+        finally:
+            self._extra_eval_metrics = {}
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
