@@ -39,6 +39,10 @@ _LAZY_IMPORTS: dict[str, str] = {
     "write_synthetic_eeg_imagenet": ".data",
     "prepare_dataset": ".data",
     "load_prepared_dataset": ".data",
+    # training
+    "train_stage": ".training",
+    "compute_clip_targets": ".data.clip_targets",
+    "load_clip_targets": ".data.clip_targets",
     # labels
     "EEG_IMAGENET_WNIDS": ".data.labels",
     "WNID_TO_WORDS": ".data.labels",
