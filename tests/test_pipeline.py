@@ -308,8 +308,10 @@ def test_save_and_load_give_identical_images(tiny_brainvis_pipeline, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert type(loaded.eeg_encoder).__name__ == "BrainVisForCLIPAlignment" and not loaded.eeg_encoder.training
     after = loaded(eeg, generator=gen(3), output_type="np", **FAST)
-    np.testing.assert_array_equal(after.images, before.images)
+    # same weights; float-rounding differences only (the encoder's CPU kernels cache packed weights)
+    np.testing.assert_allclose(after.images, before.images, atol=1e-5)
     assert after.predicted_labels == before.predicted_labels
+    np.testing.assert_allclose(after.predicted_probs, before.predicted_probs, atol=1e-6)
 
 
 def test_assemble_from_alignment_and_sd_folder(tiny_brainvis_pipeline, tiny_alignment_model, tiny_sd_dir, tmp_path):
