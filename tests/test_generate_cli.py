@@ -305,3 +305,28 @@ def test_accelerate_launch_two_cpu_processes(tiny_pipeline_dir, eeg_npy, npy_run
             np.asarray(PIL.Image.open(npy_run / im["file"]), dtype=np.int16),
             atol=1,
         )
+
+
+def test_sd_option_assembles_the_pipeline(npy_run, tiny_alignment_model, tiny_sd_dir, eeg_npy, tmp_path):
+    """--model ALIGNMENT --sd SD_FOLDER gives the images of the saved pipeline with the same parts."""
+    tiny_alignment_model.save_pretrained(tmp_path / "align")
+    out = tmp_path / "out"
+    assert main(["generate", "--model", str(tmp_path / "align"), "--sd", str(tiny_sd_dir), "--eeg", str(eeg_npy),
+                 "--indices", "1", "--output", str(out), *FAST_ARGS]) == 0  # fmt: skip
+    manifest = _manifest(out)
+    assert manifest["model"] == f"{tmp_path / 'align'} + {tiny_sd_dir}"
+    for im in manifest["images"]:
+        np.testing.assert_allclose(
+            np.asarray(PIL.Image.open(out / im["file"]), dtype=np.int16),
+            np.asarray(PIL.Image.open(npy_run / im["file"]), dtype=np.int16),
+            atol=1,
+        )
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--model", "--eeg", "--output", "--num-images-per-eeg", "--steps", "--refine-steps", "--no-refine",
+                   "--seed", "--batch-size", "--split", "--indices", "--device"):  # fmt: skip
+        assert option in text
