@@ -22,15 +22,12 @@ FIGURES = ("eeg_traces.png", "training_curves.png", "confusion_matrix.png", "con
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """One quick demo run (single torch thread: much faster on a CPU shared by test workers)."""
+    """One quick demo run (on a CPU it uses one torch thread unless told otherwise)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     lines: list[str] = []
-    try:
-        result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True, log=lines.append)
-    finally:
-        torch.set_num_threads(threads)
+    result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True, log=lines.append)
     result.log = lines
+    result.threads_before_after = (threads, torch.get_num_threads())
     return result
 
 
@@ -52,6 +49,8 @@ def test_every_part_of_the_report_folder_exists(demo):
     assert info["seed"] == 3 and info["quick"] is True
     assert set(info["timings_s"]) == {"synthesise", "prepare", "CLIP targets", "train", "assemble", "generate",
                                       "evaluate", "report", "total"}
+    # the run's thread setting is undone
+    assert demo.threads_before_after[0] == demo.threads_before_after[1]
     # progress: one line per phase, in order
     phases = [line for line in demo.log if re.match(r"\[\d/8\] ", line)]
     assert [p.split("]")[0] for p in phases] == [f"[{i}/8" for i in range(1, 9)]
@@ -219,3 +218,34 @@ def test_colour_captioner_describes_images():
     captions = captioner([Image.fromarray(stripes), Image.fromarray(red)])
     assert captions[0] == "a photo of white and blue vertical stripes"
     assert captions[1].startswith("a photo of red ")
+
+
+def test_sd_model_option_uses_the_given_stable_diffusion_weights(tmp_path):
+    """`--sd-model FOLDER`: the pipeline's diffusion parts and the CLIP targets' text encoder come
+    from that Stable Diffusion folder (here a tiny one written in the test, other seed)."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from brainvis_hf.demo import QUICK_SETTINGS
+    from brainvis_hf.pipelines.tiny import save_tiny_stable_diffusion
+
+    sd_dir = save_tiny_stable_diffusion(tmp_path / "sd", seed=7)
+    settings = replace(
+        QUICK_SETTINGS,
+        num_images_per_class=3,
+        training_overrides={s: {"max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1,
+                                "load_best_model_at_end": False} for s in DEMO_STAGES},
+        num_test_eegs=2, num_images_per_eeg=1, num_inference_steps=2, refine_num_inference_steps=2, n_way=5,
+        num_trials=5,
+    )
+    result = run_demo(tmp_path / "out", seed=1, settings=settings, sd_model=str(sd_dir), log=lambda line: None)
+    saved = load_file(str(result.pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    given = load_file(str(sd_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert saved.keys() == given.keys() and all(torch.equal(saved[k], given[k]) for k in given)
+    index = json.loads((result.data_dir / "clip_targets" / "index.json").read_text())
+    assert index["clip_model"].startswith(str(sd_dir))  # its text encoder made the CLIP targets
+    page = result.report_path.read_text(encoding="utf-8")
+    assert f"Diffusion weights: {sd_dir}" in page and "its images are noise" not in page
+    card = ModelCard.load(result.pipeline_dir / "README.md")
+    assert "random-weights" not in card.data.tags

@@ -43,6 +43,8 @@ _LAZY_IMPORTS: dict[str, str] = {
     "train_stage": ".training",
     "compute_clip_targets": ".data.clip_targets",
     "load_clip_targets": ".data.clip_targets",
+    # demo
+    "run_demo": ".demo",
     # labels
     "EEG_IMAGENET_WNIDS": ".data.labels",
     "WNID_TO_WORDS": ".data.labels",

@@ -300,6 +300,7 @@ def run_demo(
     feature_extractor: str | None = None,
     settings: DemoSettings | None = None,
     device: str | None = None,
+    num_threads: int | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
@@ -319,6 +320,10 @@ def run_demo(
             the tiny random one.
         settings: explicit sizes (default: :data:`FULL_SETTINGS` or :data:`QUICK_SETTINGS`).
         device: where generation and evaluation run (default: CUDA when available).
+        num_threads: CPU threads torch uses during the run (restored afterwards). Default: 1 on
+            a CPU run unless ``OMP_NUM_THREADS`` is set — the demo's models are tiny, so a second
+            thread buys little, and on a CPU shared with other work two threads per process
+            oversubscribe the cores and run ~10x slower.
         overwrite: replace an earlier demo run in ``output_dir``.
         log: receives one progress line per phase (default: printed to stderr).
 
@@ -327,14 +332,45 @@ def run_demo(
     """
     import torch
 
-    output_dir = Path(output_dir)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if num_threads is None and str(device) == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        num_threads = 1
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1; got {num_threads}")
+    previous_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _run_demo(
+            Path(output_dir), seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
+            feature_extractor=feature_extractor, settings=settings, device=device, overwrite=overwrite,
+            log=log or _default_log,
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_demo(
+    output_dir: Path,
+    *,
+    seed: int,
+    quick: bool,
+    sd_model: str | None,
+    classifier: str | None,
+    feature_extractor: str | None,
+    settings: DemoSettings | None,
+    device: str,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> DemoResult:
+    import torch
+
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     if sd_model is not None and settings is FULL_SETTINGS:
         settings = replace(settings, **SD_GENERATION)
-    log = log or _default_log
     _prepare_output_dir(output_dir, overwrite)
     progress = _Progress(PHASES, log)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    log(f"      torch threads: {torch.get_num_threads()}, device: {device}")
     torch.manual_seed(seed)
 
     # 1. synthetic EEG-ImageNet ---------------------------------------------------------------

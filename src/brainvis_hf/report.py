@@ -205,10 +205,10 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
         )
         if metric_keys:
             twin = ax.twinx()
-            for key in metric_keys:
+            for i, key in enumerate(metric_keys):
                 points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
                 xs, ys = zip(*points)
-                twin.plot(xs, ys, "s:", label=key, markersize=3, color="tab:green")
+                twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
             twin.set_ylabel("metric")
             twin.legend(loc="upper right", fontsize=7)
             drawn = True

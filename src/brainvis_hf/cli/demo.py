@@ -41,19 +41,16 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="device for generation and evaluation (default: cuda if available)")
     parser.add_argument(
         "--threads", type=int, default=None,
-        help="CPU threads for torch (default: torch's choice; 1 is much faster on a CPU shared with other work)",
+        help="CPU threads for torch during the run (default: 1 on a CPU unless OMP_NUM_THREADS is set: "
+        "the models are tiny, and on a CPU shared with other work more threads oversubscribe the cores)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --output")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1; got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {args.threads}")
     from ..demo import run_demo
 
     try:
@@ -65,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
             classifier=args.classifier,
             feature_extractor=args.feature_extractor,
             device=args.device,
+            num_threads=args.threads,
             overwrite=args.overwrite,
         )
     except FileExistsError as err:  # an earlier run in --output: a user error, no traceback
