@@ -231,6 +231,20 @@ def test_shard_is_contiguous_and_complete():
         shard(items, 2, 2)
 
 
+def test_shard_equals_accelerate_split_between_processes():
+    from types import SimpleNamespace
+
+    from accelerate.state import PartialState
+
+    for world in range(1, 5):
+        for length in range(10):
+            items = list(range(length))
+            for rank in range(world):
+                fake_state = SimpleNamespace(num_processes=world, process_index=rank, device=torch.device("cpu"))
+                with PartialState.split_between_processes(fake_state, items) as expected:
+                    assert shard(items, rank, world) == list(expected), (world, length, rank)
+
+
 def test_merge_manifests_orders_and_overrides():
     a = {"model": "m", "eegs": [{"eeg_id": "2", "x": 1}], "images": [{"eeg_id": "2", "sample": 1}, {"eeg_id": "2", "sample": 0}]}
     b = {"model": "m", "eegs": [{"eeg_id": "1", "x": 2}, {"eeg_id": "2", "x": 3}], "images": [{"eeg_id": "1", "sample": 0}]}
