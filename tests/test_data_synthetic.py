@@ -127,7 +127,7 @@ def _probe_accuracy(ds) -> float:
 
 def test_default_difficulty_is_learnable(eeg_imagenet_dataset):
     # 40 classes (chance 2.5 %), 3 training images per class and subject
-    assert _probe_accuracy(eeg_imagenet_dataset) > 0.4  # measured: 0.68
+    assert _probe_accuracy(eeg_imagenet_dataset) > 0.4  # measured: 0.73
 
 
 def test_difficulty_one_has_no_class_signal(tmp_path):
@@ -135,7 +135,7 @@ def test_difficulty_one_has_no_class_signal(tmp_path):
         tmp_path, num_images_per_class=5, num_subjects=2, num_channels=32, difficulty=1.0, show_progress=False
     )
     ds = load_eeg_imagenet(files.eeg_path, files.splits_path, cache_dir=tmp_path / "cache")
-    assert _probe_accuracy(ds) < 0.1  # measured: 0.0
+    assert _probe_accuracy(ds) < 0.12  # chance 0.025 (+5 sd for 79 test rows = 0.11)
 
 
 def test_bad_arguments(tmp_path, synthetic_eeg_files):
