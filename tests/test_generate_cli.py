@@ -124,17 +124,31 @@ def test_resume_refuses_other_settings(npy_run, tiny_pipeline_dir, eeg_npy, tmp_
     assert "already holds images generated with other settings (seed: 0 -> 1)" in capsys.readouterr().err
 
 
-def test_more_indices_extend_the_manifest(npy_run, tiny_pipeline_dir, tmp_path):
-    """A second run with other recordings adds them; the manifest keeps both."""
+def test_more_indices_extend_the_manifest(tiny_pipeline_dir, eeg_npy, npy_run, tmp_path):
+    """A second run with other recordings of the same input adds them; the manifest keeps both."""
     out = tmp_path / "out"
-    shutil.copytree(npy_run, out)
-    extra = tmp_path / "more.npy"
-    np.save(extra, np.random.default_rng(1).standard_normal((5, 128, 440)).astype(np.float32))
-    assert main(["generate", "--model", str(tiny_pipeline_dir), "--eeg", str(extra), "--indices", "3-4",
+    assert main(["generate", "--model", str(tiny_pipeline_dir), "--eeg", str(eeg_npy), "--indices", "2",
+                 "--output", str(out), *FAST_ARGS]) == 0  # fmt: skip
+    assert main(["generate", "--model", str(tiny_pipeline_dir), "--eeg", str(eeg_npy), "--indices", "0-1",
                  "--output", str(out), *FAST_ARGS]) == 0  # fmt: skip
     manifest = _manifest(out)
-    assert [e["eeg_id"] for e in manifest["eegs"]] == ["3", "4", "0", "1", "2"]
-    assert len(manifest["images"]) == 10 and (out / "images" / "4_1.png").is_file()
+    assert [e["eeg_id"] for e in manifest["eegs"]] == ["2", "0", "1"]  # earlier EEGs first
+    assert sorted((i["eeg_id"], i["sample"]) for i in manifest["images"]) == sorted(
+        (i["eeg_id"], i["sample"]) for i in _manifest(npy_run)["images"]
+    )
+    assert manifest["generation"]["eeg_source"] == str(eeg_npy.resolve())
+
+
+def test_another_input_into_the_same_folder_is_refused(npy_run, tiny_pipeline_dir, eeg_npy, tmp_path, capsys):
+    """Array EEG ids are row numbers: images of another file would be mistaken for finished ones."""
+    out = tmp_path / "out"
+    shutil.copytree(npy_run, out)
+    other = tmp_path / "other.npy"
+    np.save(other, np.zeros((3, 128, 440), dtype=np.float32))
+    code = main(["generate", "--model", str(tiny_pipeline_dir), "--eeg", str(other), "--output", str(out), *FAST_ARGS])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"other settings (eeg_source: {str(eeg_npy.resolve())!r} -> {str(other.resolve())!r})" in err
 
 
 def test_prepared_dataset_with_ground_truth(tiny_pipeline_dir, prepared_data_dir, tmp_path):

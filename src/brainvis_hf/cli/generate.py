@@ -62,6 +62,13 @@ def _load_pipeline(args, device, dtype):
     return pipe.to(device)
 
 
+def _source_description(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    path = Path(args.eeg).resolve()
+    return f"{path} (split {args.split})" if path.is_dir() else str(path)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         barrier=state.wait_for_everyone,
         contact_sheet_rows=args.contact_sheet_rows,
         show_progress=not args.quiet,
+        eeg_source=_source_description(args),
     )
     if manifest is not None:
         print(f"{len(manifest['images'])} images of {len(manifest['eegs'])} EEGs in {args.output} (manifest.json, contact_sheet.png)")

@@ -316,6 +316,9 @@ def merge_manifests(documents: Sequence[dict[str, Any]], eeg_order: Sequence[str
 def _check_resumable(existing: dict[str, Any], header: dict[str, Any], output_dir: Path) -> None:
     old, new = existing.get("generation", {}), header["generation"]
     changed = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in _RESUME_KEYS if k in old and old[k] != new[k]]
+    if old.get("eeg_source") and new.get("eeg_source") and old["eeg_source"] != new["eeg_source"]:
+        # EEG ids of arrays are row numbers: another input would collide with the images already there
+        changed.append(f"eeg_source: {old['eeg_source']!r} -> {new['eeg_source']!r}")
     if existing.get("model") not in (None, header["model"]):
         changed.insert(0, f"model: {existing.get('model')!r} -> {header['model']!r}")
     if changed:
@@ -425,6 +428,7 @@ def generate_to_folder(
     barrier: Callable[[], None] | None = None,
     contact_sheet_rows: int = 16,
     show_progress: bool = True,
+    eeg_source: str | None = None,
 ) -> dict[str, Any] | None:
     """Generate every missing image of ``records`` into ``output_dir`` (see the module docstring).
 
@@ -436,6 +440,9 @@ def generate_to_folder(
         rank, world_size, barrier: this process's index, the number of processes and a function
             that waits for all of them (``PartialState().wait_for_everyone``); one process by default.
         contact_sheet_rows: EEGs shown in ``contact_sheet.png``.
+        eeg_source: where the recordings come from (e.g. the resolved input path and split),
+            recorded in the manifest; resuming a folder from another source is refused, since the
+            EEG ids (row numbers for arrays) would collide.
 
     Returns:
         The merged manifest on the main process (rank 0), ``None`` on the others.
@@ -458,7 +465,7 @@ def generate_to_folder(
         "model": model_name,
         "num_images_per_eeg": n,
         "class_names": class_names,
-        "generation": settings.as_dict(),
+        "generation": {**settings.as_dict(), "eeg_source": eeg_source},
     }
     for sub in ("images", "stage1", "ground_truth", PARTS_DIR) if settings.refine else ("images", "ground_truth", PARTS_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -535,7 +542,8 @@ def generate_to_folder(
                 documents.append(json.loads(path.read_text(encoding="utf-8")))
             except json.JSONDecodeError:
                 continue
-        manifest = merge_manifests(documents, eeg_order=[r.eeg_id for r in records])
+        previous = [str(e["eeg_id"]) for e in (existing or {}).get("eegs", [])]
+        manifest = merge_manifests(documents, eeg_order=previous + [r.eeg_id for r in records])
         manifest = {key: manifest[key] for key in ("model", "num_images_per_eeg", "class_names", "generation", "eegs", "images")}
         _write_json(root / MANIFEST_NAME, manifest)
         for path in parts:
