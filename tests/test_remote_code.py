@@ -4,7 +4,7 @@ Every model class is saved (tiny preset) in this process together with its outpu
 input; one subprocess then hides the package (the editable-install finder and any ``sys.path``
 entry holding ``brainvis_hf`` are removed, and the test asserts that ``import brainvis_hf``
 fails), loads every folder with ``AutoModel.from_pretrained(folder, trust_remote_code=True)``
-and recomputes the outputs, which must be the same.
+and recomputes the outputs, which must be the same (to float32 round-off).
 """
 
 from __future__ import annotations
@@ -145,4 +145,7 @@ def test_trust_remote_code_load_without_package(saved_models, tmp_path):
         local = expected[class_name]
         assert sorted(remote) == sorted(local), class_name
         for key, value in local.items():
-            torch.testing.assert_close(remote[key], value, rtol=0, atol=0, msg=f"{class_name}.{key}")
+            # same weights and code; CPU inference kernels may round differently (float32 round-off)
+            scale = max(float(value.abs().max()), 1.0)
+            difference = float((remote[key] - value).abs().max())
+            assert difference <= 1e-5 * scale, f"{class_name}.{key}: max |difference| {difference:.3g}"
