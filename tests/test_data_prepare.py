@@ -103,8 +103,9 @@ def test_sharding_and_overwrite(eeg_imagenet_dataset, tmp_path):
     with pytest.raises(FileExistsError, match=r"sharded: folder is not empty; pass overwrite=True"):
         prepare_dataset(small, out)
     assert (out / "marker.txt").read_text() == "keep me"
-    prepare_dataset(small, out, overwrite=True)
+    prepare_dataset(small, out, overwrite=True, description="Synthetic EEG, not real recordings.")
     assert not (out / "marker.txt").exists()
+    assert "Synthetic EEG, not real recordings." in (out / "README.md").read_text()
     assert len(list((out / "data").glob("train-*"))) == 1
     # no temporary folders left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "sharded"]

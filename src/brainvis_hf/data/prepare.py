@@ -57,6 +57,7 @@ def prepare_dataset(
     max_shard_size: int | str = "500MB",
     card_metadata: Mapping[str, Any] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
+    description: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write ``dataset_dict`` as Parquet shards plus a dataset card into ``output_dir``.
@@ -72,6 +73,8 @@ def prepare_dataset(
         max_shard_size: largest shard, in bytes or as a string like ``"500MB"``.
         card_metadata: extra / overriding YAML fields for the dataset card (e.g. ``pretty_name``).
         preprocessing: parameters to list in the card (split, subject, time window, source files).
+        description: the card's opening paragraph (default: a description of EEG-ImageNet; pass
+            one for synthetic or other data).
         overwrite: replace a non-empty ``output_dir``.
 
     Returns:
@@ -95,7 +98,9 @@ def prepare_dataset(
         for split in names:
             num_bytes = _write_split(dataset_dict[split], split, tmp / DATA_DIR, max_bytes)
             split_infos.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset_dict[split])))
-        card = build_dataset_card(dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing)
+        card = build_dataset_card(
+            dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing, description=description
+        )
         card.save(tmp / "README.md")
         os.chmod(tmp, _default_mode(0o777))
         _move_into_place(tmp, output_dir)
@@ -143,6 +148,7 @@ def build_dataset_card(
     *,
     card_metadata: Mapping[str, Any] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
+    description: str | None = None,
 ) -> DatasetCard:
     """The dataset card: YAML (``configs``, ``dataset_info``, licence, tags) and a Markdown body."""
     first = next(iter(dataset_dict.values()))
@@ -168,7 +174,8 @@ def build_dataset_card(
 
     body = [f"# {card_data.get('pretty_name') or 'EEG data set'}", ""]
     body += [
-        "128-channel EEG recorded at 1 kHz while subjects watched ImageNet images of 40 classes "
+        description
+        or "128-channel EEG recorded at 1 kHz while subjects watched ImageNet images of 40 classes "
         "(Spampinato et al., CVPR 2017), prepared with [brainvis-hf](https://arxiv.org/abs/2312.14871) "
         "for EEG classification and EEG -> image reconstruction (BrainVis).",
         "",
