@@ -347,3 +347,48 @@ def test_accelerate_launch_two_cpu_processes(prepared_data_dir, tmp_path):
     from brainvis_hf.models import BrainVisFreqEncoderForEEGClassification
 
     assert BrainVisFreqEncoderForEEGClassification.from_pretrained(out).config.num_labels == 40
+
+
+# ----------------------------------------------------------------------------------------------
+# align: head options from --config, class-count check against the unified model
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def align_data(prepared_data_dir, tmp_path_factory):
+    import shutil
+
+    from brainvis_hf.data.clip_targets import compute_clip_targets
+    from brainvis_hf.pipelines.tiny import build_tiny_clip_text_model, build_tiny_clip_tokenizer
+
+    data = tmp_path_factory.mktemp("align_data") / "data"
+    shutil.copytree(prepared_data_dir, data)
+    tokenizer = build_tiny_clip_tokenizer()
+    compute_clip_targets(data, captioner=None, tokenizer=tokenizer, device="cpu", show_progress=False,
+                         text_encoder=build_tiny_clip_text_model(hidden_size=16, tokenizer=tokenizer))
+    return data
+
+
+def _unified_dir(folder, num_labels=40):
+    from brainvis_hf.models import BrainVisForEEGClassification
+
+    BrainVisForEEGClassification(_tiny_config("timefreq", num_labels=num_labels)).save_pretrained(folder)
+    return folder
+
+
+def test_align_takes_head_options_and_checks_classes(align_data, tmp_path):
+    from brainvis_hf.training import train_stage
+
+    config = tmp_path / "align.json"
+    config.write_text(json.dumps({"alignment_classification_loss_weight": 1.0}))
+    result = train_stage("align", align_data, tmp_path / "align", preset="tiny", init=[_unified_dir(tmp_path / "u")],
+                         config=config, training_overrides={**FAST, "max_steps": 2, "logging_steps": 1})
+    model = result.model
+    assert model.config.alignment_classification_loss_weight == 1.0
+    assert (model.config.prompt_sequence_length, model.config.prompt_embed_dim) == (77, 16)  # from the targets
+    train_logs = [h for h in result.trainer.state.log_history if "classification_loss" in h]
+    assert train_logs and "mse_fine_loss" in train_logs[0]
+
+    with pytest.raises(ValueError, match=r"Class count mismatch: .* has 40 classes but the model \(--init .*\) has 10"):
+        train_stage("align", align_data, tmp_path / "bad", preset="tiny",
+                    init=[_unified_dir(tmp_path / "u10", num_labels=10)])

@@ -251,10 +251,7 @@ def build_stage_model(
         source = f"--init {time_dir} --init {freq_dir}"
         for folder, cfg in ((time_dir, time_dict), (freq_dir, freq_dict)):
             _check_shape(data, _Dims(cfg), f"--init {folder}")
-        overrides = _label_kwargs(data)
-        if config_path is not None:
-            extra = json.loads(Path(config_path).read_text())
-            overrides.update({k: extra[k] for k in ("prompt_sequence_length", "prompt_embed_dim") if k in extra})
+        overrides = {**_unified_overrides(config_path), **_label_kwargs(data)}
         model = BrainVisForEEGClassification.from_encoders(str(time_dir), str(freq_dir), **overrides)
         return model, source
 
@@ -265,7 +262,7 @@ def build_stage_model(
     source = f"--init {folder}"
     _check_num_labels(data, config_dict.get("num_labels", len(config_dict.get("id2label") or {})), source)
     _check_shape(data, _Dims(config_dict.get("time_config") or {}), source)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = _unified_overrides(config_path)
     if prompt_shape is not None:
         if "BrainVisForCLIPAlignment" in (config_dict.get("architectures") or []):
             have = (config_dict.get("prompt_sequence_length"), config_dict.get("prompt_embed_dim"))
@@ -277,6 +274,21 @@ def build_stage_model(
         kwargs.update(prompt_sequence_length=prompt_shape[0], prompt_embed_dim=prompt_shape[1])
     model = BrainVisForCLIPAlignment.from_pretrained(str(folder), **kwargs)
     return model, source
+
+
+_UNIFIED_OVERRIDES = ("prompt_sequence_length", "prompt_embed_dim", "alignment_classification_loss_weight",
+                      "eeg_time_window")
+
+
+def _unified_overrides(config_path) -> dict[str, Any]:
+    """``BrainVisConfig`` head fields a ``--config`` file may set for ``timefreq`` / ``align``."""
+    if config_path is None:
+        return {}
+    path = Path(config_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file")
+    values = json.loads(path.read_text())
+    return {k: values[k] for k in _UNIFIED_OVERRIDES if k in values}
 
 
 class _Dims:
