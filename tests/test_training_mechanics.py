@@ -392,3 +392,16 @@ def test_align_takes_head_options_and_checks_classes(align_data, tmp_path):
     with pytest.raises(ValueError, match=r"Class count mismatch: .* has 40 classes but the model \(--init .*\) has 10"):
         train_stage("align", align_data, tmp_path / "bad", preset="tiny",
                     init=[_unified_dir(tmp_path / "u10", num_labels=10)])
+
+
+def test_gradient_checkpointing_and_bf16_options(prepared_data_dir, tmp_path, tiny_time_encoder_dir):
+    from brainvis_hf.training import train_stage
+
+    result = train_stage("time-finetune", prepared_data_dir, tmp_path / "gc", preset="tiny",
+                         init=[tiny_time_encoder_dir],
+                         training_overrides={**FAST, "max_steps": 2, "gradient_checkpointing": True, "bf16": True,
+                                             "use_cpu": not torch.cuda.is_available()})
+    hp = result.metrics["hyperparameters"]
+    assert hp["gradient_checkpointing"] is True and hp["bf16"] is True
+    assert result.model.is_gradient_checkpointing
+    assert result.trainer.state.global_step == 2
