@@ -43,8 +43,10 @@ def test_every_part_of_the_report_folder_exists(demo):
     assert (out / "data" / "prepared" / "README.md").is_file() and (out / "data" / "prepared" / "clip_targets").is_dir()
     for stage in DEMO_STAGES:
         run = out / "runs" / stage
-        for name in ("config.json", "model.safetensors", "metrics.json", "trainer_state.json", "README.md"):
+        for name in ("config.json", "model.safetensors", "metrics.json", "trainer_state.json", "README.md",
+                     "training_curves.png"):
             assert (run / name).is_file(), f"{stage}/{name}"
+        assert list(run.glob("runs/**/events.out.tfevents.*")), f"{stage}: no TensorBoard logs"
     info = json.loads((out / "demo.json").read_text())
     assert info["seed"] == 3 and info["quick"] is True
     assert set(info["timings_s"]) == {"synthesise", "prepare", "CLIP targets", "train", "assemble", "generate",
