@@ -399,9 +399,29 @@ def test_gradient_checkpointing_and_bf16_options(prepared_data_dir, tmp_path, ti
 
     result = train_stage("time-finetune", prepared_data_dir, tmp_path / "gc", preset="tiny",
                          init=[tiny_time_encoder_dir],
-                         training_overrides={**FAST, "max_steps": 2, "gradient_checkpointing": True, "bf16": True,
+                         training_overrides={**FAST, "max_steps": 2, "activation_checkpointing": True, "bf16": True,
                                              "use_cpu": not torch.cuda.is_available()})
     hp = result.metrics["hyperparameters"]
-    assert hp["gradient_checkpointing"] is True and hp["bf16"] is True
-    assert result.model.is_gradient_checkpointing
+    assert hp["activation_checkpointing"] is True and hp["bf16"] is True
+    assert result.model.is_activation_checkpointing
     assert result.trainer.state.global_step == 2
+
+
+def test_cli_trainer_options_map_to_training_arguments():
+    from brainvis_hf.cli import build_parser
+    from brainvis_hf.cli.train import training_overrides
+
+    args = build_parser().parse_args([
+        "train", "time-pretrain", "--data", "d", "--output", "o", "--num-train-epochs", "3", "--max-steps", "7",
+        "--per-device-train-batch-size", "4", "--gradient-accumulation-steps", "2", "--learning-rate", "1e-4",
+        "--gradient-checkpointing", "--bf16", "--report-to", "none",
+        "--training-arg", "warmup_steps=0.1", "--training-arg", "optim=adamw_torch_fused",
+    ])
+    assert training_overrides(args) == {
+        "num_train_epochs": 3.0, "max_steps": 7, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
+        "learning_rate": 1e-4, "report_to": ["none"], "bf16": True, "activation_checkpointing": True,
+        "warmup_steps": 0.1, "optim": "adamw_torch_fused",
+    }
+    assert args.resume_from_checkpoint is None and args.protocol == "validation" and args.preset == "paper"
+    resumed = build_parser().parse_args(["train", "freq", "--data", "d", "--output", "o", "--resume-from-checkpoint"])
+    assert resumed.resume_from_checkpoint == "last"

@@ -35,7 +35,8 @@ _TRAINER_OPTIONS: tuple[tuple[str, type, str], ...] = (
 _TRAINER_FLAGS: tuple[tuple[str, str], ...] = (
     ("--bf16", "bfloat16 mixed precision"),
     ("--fp16", "float16 mixed precision (CUDA)"),
-    ("--gradient-checkpointing", "recompute activations in the backward pass (saves memory)"),
+    ("--activation-checkpointing", "recompute activations in the backward pass (saves memory); "
+     "alias --gradient-checkpointing"),
     ("--use-cpu", "train on the CPU even if a GPU is available"),
 )
 
@@ -87,7 +88,8 @@ def register(subparsers) -> None:
     for flag, kind, text in _TRAINER_OPTIONS:
         trainer_group.add_argument(flag, type=kind, default=None, help=text)
     for flag, text in _TRAINER_FLAGS:
-        trainer_group.add_argument(flag, action="store_true", default=None, help=text)
+        aliases = ("--gradient-checkpointing",) if flag == "--activation-checkpointing" else ()
+        trainer_group.add_argument(flag, *aliases, action="store_true", default=None, help=text)
     trainer_group.add_argument(
         "--training-arg", action="append", default=[], metavar="NAME=VALUE",
         help="any other TrainingArguments field (VALUE parsed as JSON when possible); repeatable",

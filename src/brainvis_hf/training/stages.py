@@ -386,7 +386,7 @@ def _strip_prefix(metrics: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 _HYPERPARAMETER_FIELDS = (
     "learning_rate", "optim", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type",
     "warmup_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
-    "max_grad_norm", "seed", "bf16", "fp16", "gradient_checkpointing", "metric_for_best_model",
+    "max_grad_norm", "seed", "bf16", "fp16", "activation_checkpointing", "metric_for_best_model",
 )
 
 
