@@ -437,40 +437,8 @@ def _run_demo(
     progress.done("CLIP targets")
 
     # 4. training, stage by stage -----------------------------------------------------------------
-    from .training import train_stage
-
     progress.start("train", " -> ".join(DEMO_STAGES) + " (tiny preset)")
-    run_dirs = {stage: output_dir / "runs" / stage for stage in DEMO_STAGES}
-    inits = {
-        "time-pretrain": [],
-        "time-finetune": [run_dirs["time-pretrain"]],
-        "freq": [],
-        "timefreq": [run_dirs["time-finetune"], run_dirs["freq"]],
-        "align": [run_dirs["timefreq"]],
-    }
-    configs: dict[str, Path] = {}
-    if settings.alignment_classification_loss_weight:
-        configs["align"] = output_dir / "runs" / "align_config.json"
-        configs["align"].parent.mkdir(parents=True, exist_ok=True)
-        configs["align"].write_text(
-            json.dumps({"alignment_classification_loss_weight": settings.alignment_classification_loss_weight}),
-            encoding="utf-8",
-        )
-    stage_metrics: dict[str, dict[str, Any]] = {}
-    for stage in DEMO_STAGES:
-        log(f"      training {stage} ...")
-        result = train_stage(
-            stage,
-            data_dir,
-            run_dirs[stage],
-            preset="tiny",
-            config=configs.get(stage),
-            init=inits[stage],
-            seed=seed,
-            training_overrides=dict(settings.training_overrides.get(stage, {})),
-        )
-        stage_metrics[stage] = result.metrics
-        del result
+    run_dirs, stage_metrics = train_all_stages(data_dir, output_dir / "runs", settings, seed=seed, log=log)
     progress.done("train", _stage_summary(stage_metrics))
 
     # 5. the pipeline -------------------------------------------------------------------------------
@@ -598,6 +566,46 @@ def _run_demo(
 
 # ---------------------------------------------------------------------------------------------
 # pieces of run_demo
+
+
+def train_all_stages(
+    data_dir: Path, runs_dir: Path, settings: DemoSettings, *, seed: int, log: Callable[[str], None] = _default_log
+) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
+    """Train :data:`DEMO_STAGES` in order with the ``tiny`` preset, each stage from the previous
+    ones' folders (``runs_dir/<stage>``); returns the run folders and each run's metrics."""
+    from .training import train_stage
+
+    run_dirs = {stage: runs_dir / stage for stage in DEMO_STAGES}
+    inits = {
+        "time-pretrain": [],
+        "time-finetune": [run_dirs["time-pretrain"]],
+        "freq": [],
+        "timefreq": [run_dirs["time-finetune"], run_dirs["freq"]],
+        "align": [run_dirs["timefreq"]],
+    }
+    configs: dict[str, Path] = {}
+    if settings.alignment_classification_loss_weight:
+        configs["align"] = runs_dir / "align_config.json"
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        configs["align"].write_text(
+            json.dumps({"alignment_classification_loss_weight": settings.alignment_classification_loss_weight}),
+            encoding="utf-8",
+        )
+    stage_metrics: dict[str, dict[str, Any]] = {}
+    for stage in DEMO_STAGES:
+        log(f"      training {stage} ...")
+        result = train_stage(
+            stage,
+            data_dir,
+            run_dirs[stage],
+            preset="tiny",
+            config=configs.get(stage),
+            init=inits[stage],
+            seed=seed,
+            training_overrides=dict(settings.training_overrides.get(stage, {})),
+        )
+        stage_metrics[stage] = result.metrics
+    return run_dirs, stage_metrics
 
 
 def _diffusion_components(sd_model: str | None, seed: int) -> dict[str, Any]:
@@ -853,5 +861,6 @@ __all__ = [
     "build_tiny_feature_extractor",
     "build_tiny_image_classifier",
     "run_demo",
+    "train_all_stages",
     "write_demo_report",
 ]
