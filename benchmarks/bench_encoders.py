@@ -8,8 +8,14 @@ At paper size (d = 1024, 8 layers, 16 heads, 128 x 440 EEG, 77 x 768 prompt), on
   (bf16 weights + bf16 autocast; prompt-embedding cosine and predicted classes checked);
 * one LMM training step (forward, backward, AdamW step, momentum update), fp32 and bf16
   autocast; the regression output is checked equal in eval mode for a shared mask;
-* achieved GFLOP/s of every row against a plain large matmul measured in the same run
-  (the machine's practical limit), and the peak extra resident memory of each call.
+* achieved GFLOP/s of every row (from the median time) against a plain 2048^3 `torch.mm`
+  measured in the same run (the machine's practical limit for that kernel), and the peak extra
+  resident memory of one warm call (VmHWM reset before it).
+
+`s/call` and `speedup` use the median of the interleaved calls, `best s` / `best x` the
+fastest call (the least disturbed by other work on a shared machine), `cpu s` / `cpu x` the
+median process CPU time (not inflated by other processes; with one thread, `--threads 1`, it is
+the most load-robust figure).
 
 Ratios are measured within one run, so they stay meaningful on a machine shared with other work.
 
@@ -87,12 +93,17 @@ def timed_interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
             fn()
     memory = {name: peak_extra_mib(fn) for name, fn in fns.items()}
     times = {name: [] for name in fns}
+    cpu_times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(times[name]), memory[name]) for name in fns}
+            cpu_times[name].append(time.process_time() - cpu_start)
+    return {
+        name: (statistics.median(times[name]), memory[name], min(times[name]), statistics.median(cpu_times[name]))
+        for name in fns
+    }
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> float:
@@ -229,13 +240,15 @@ def bench_alignment(original, ours, ours_bf16, batch: int, repeats: int, peak: d
              "brainvis-hf bf16 mode": (run_bf16, "bf16")}  # fmt: skip
     measured = timed_interleaved({name: fn for name, (fn, _) in impls.items()}, repeats)
     rows = []
-    base_seconds = measured["original (eager, fp32)"][0]
+    base_seconds, _, base_best, base_cpu = measured["original (eager, fp32)"]
     for name, (_, dtype) in impls.items():
-        seconds, memory = measured[name]
+        seconds, memory, best, cpu_seconds = measured[name]
         gflops = flops / seconds / 1e9
         rows.append(dict(
             task=f"align forward, batch {batch}", impl=name, seconds=seconds, samples_per_s=batch / seconds,
-            speedup_vs_original=base_seconds / seconds, gflops=gflops,
+            speedup_vs_original=base_seconds / seconds, best_seconds=best,
+            best_speedup_vs_original=base_best / best, cpu_seconds=cpu_seconds,
+            cpu_speedup_vs_original=base_cpu / cpu_seconds, gflops=gflops,
             pct_of_matmul=100 * gflops / peak[dtype], peak_extra_mib=memory,
         ))  # fmt: skip
     rows[1]["check"] = f"max |prompt diff| {fp32_diff:.2e}, max |logit diff| {fp32_logit_diff:.2e}"
@@ -298,13 +311,15 @@ def bench_lmm(original_time, ours_lmm, args, batch: int, repeats: int, peak: dic
              "brainvis-hf bf16 autocast": (step_ours_bf16, "bf16")}  # fmt: skip
     measured = timed_interleaved({name: fn for name, (fn, _) in impls.items()}, repeats)
     rows = []
-    base_seconds = measured["original (eager, fp32)"][0]
+    base_seconds, _, base_best, base_cpu = measured["original (eager, fp32)"]
     for name, (_, dtype) in impls.items():
-        seconds, memory = measured[name]
+        seconds, memory, best, cpu_seconds = measured[name]
         gflops = flops / seconds / 1e9
         rows.append(dict(
             task=f"LMM train step, batch {batch}", impl=name, seconds=seconds, samples_per_s=batch / seconds,
-            speedup_vs_original=base_seconds / seconds, gflops=gflops,
+            speedup_vs_original=base_seconds / seconds, best_seconds=best,
+            best_speedup_vs_original=base_best / best, cpu_seconds=cpu_seconds,
+            cpu_speedup_vs_original=base_cpu / cpu_seconds, gflops=gflops,
             pct_of_matmul=100 * gflops / peak[dtype], peak_extra_mib=memory,
         ))  # fmt: skip
     rows[1]["check"] = f"eval, shared mask: max |prediction diff| {prediction_diff:.2e}, |MSE diff| {mse_diff:.2e}"
@@ -323,13 +338,16 @@ def resident_model_mib(model: torch.nn.Module) -> float:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"{'task':<26} {'implementation':<26} {'s/call':>8} {'samples/s':>10} {'speedup':>8} {'GFLOP/s':>8} {'% mm':>6} {'peak MiB':>9}"
+    header = (f"{'task':<26} {'implementation':<26} {'s/call':>8} {'samples/s':>10} {'speedup':>8} "
+              f"{'best s':>7} {'best x':>7} {'cpu s':>7} {'cpu x':>7} {'GFLOP/s':>8} {'% mm':>6} {'peak MiB':>9}")
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
             f"{row['task']:<26} {row['impl']:<26} {row['seconds']:>8.3f} {row['samples_per_s']:>10.2f} "
-            f"{row['speedup_vs_original']:>7.2f}x {row['gflops']:>8.1f} {row['pct_of_matmul']:>5.0f}% "
+            f"{row['speedup_vs_original']:>7.2f}x {row['best_seconds']:>7.3f} {row['best_speedup_vs_original']:>6.2f}x "
+            f"{row['cpu_seconds']:>7.2f} {row['cpu_speedup_vs_original']:>6.2f}x "
+            f"{row['gflops']:>8.1f} {row['pct_of_matmul']:>5.0f}% "
             f"{row['peak_extra_mib']:>9.0f}"
         )
         if row.get("check"):
