@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(1)  # 2 shared cores: one intra-op thread per test process is much faster
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """2 shared cores, 2 test workers: one intra-op thread per process is much faster (no oversubscription)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 QUIET = {"disable_tqdm": True, "report_to": ["tensorboard"]}
 
