@@ -90,7 +90,6 @@ def bench_stage(stage, preset, batch_size, steps, device, bf16):
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     params = sum(p.numel() for p in model.parameters())
-    del model, optimizer
     return {
         "stage": stage,
         "parameters_M": round(params / 1e6, 1),
