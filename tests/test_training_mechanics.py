@@ -384,6 +384,21 @@ def _unified_dir(folder, num_labels=40):
     return folder
 
 
+def test_align_keeps_the_class_loss_by_default_and_config_restores_the_papers(align_data, tmp_path):
+    from brainvis_hf.training import train_stage
+
+    unified = _unified_dir(tmp_path / "u")
+    fast = {**FAST, "max_steps": 1, "logging_steps": 1}
+    default = train_stage("align", align_data, tmp_path / "a", preset="tiny", init=[unified], training_overrides=fast)
+    assert default.model.config.alignment_classification_loss_weight == 1.0
+
+    paper = tmp_path / "paper.json"
+    paper.write_text(json.dumps({"alignment_classification_loss_weight": 0.0}))
+    result = train_stage("align", align_data, tmp_path / "b", preset="tiny", init=[unified], config=paper,
+                         training_overrides=fast)
+    assert result.model.config.alignment_classification_loss_weight == 0.0
+
+
 def test_align_takes_head_options_and_checks_classes(align_data, tmp_path):
     from brainvis_hf.training import train_stage
 
