@@ -370,6 +370,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="batch 8 only, 3 repeats")
     parser.add_argument("--skip-lmm", action="store_true")
+    parser.add_argument("--skip-align", action="store_true")
+    parser.add_argument("--lmm-repeats", type=int, default=None, help="LMM repeats (default: repeats - 2, at least 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -386,7 +388,7 @@ def main(argv=None) -> int:
     original, ours, original_args = build_pair()
     ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
     rows = []
-    for batch in args.batch_sizes:
+    for batch in [] if args.skip_align else args.batch_sizes:
         rows += bench_alignment(original, ours, ours_bf16, batch, args.repeats, peak)
         print_table(rows[-3:])
     print(f"resident model memory: original {resident_model_mib(original):.0f} MiB, "
@@ -397,7 +399,8 @@ def main(argv=None) -> int:
         original_time = original.pretrained_model.pretrained_model_time
         ours_lmm = build_lmm_pair(original_time)
         del original, ours
-        rows += bench_lmm(original_time, ours_lmm, original_args, args.lmm_batch, max(2, args.repeats - 2), peak)
+        lmm_repeats = args.lmm_repeats or max(2, args.repeats - 2)
+        rows += bench_lmm(original_time, ours_lmm, original_args, args.lmm_batch, lmm_repeats, peak)
     print()
     print_table(rows)
     peak_again = matmul_gflops(torch.float32)
