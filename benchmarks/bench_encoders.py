@@ -51,6 +51,7 @@ from brainvis_hf.models import (  # noqa: E402
     BrainVisForCLIPAlignment,
     BrainVisTimeEncoderForMaskedModeling,
 )
+from brainvis_hf.models.modeling_time_encoder import packed_weight_cache  # noqa: E402
 from brainvis_hf.models.convert_original import (  # noqa: E402
     _brainvis_config,
     convert_align_state_dict,
@@ -340,8 +341,7 @@ def resident_model_mib(model: torch.nn.Module) -> float:
     """Parameters plus the cached oneDNN packed weights of `model`, in MiB."""
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     for module in model.modules():
-        packed = getattr(module, "_onednn_packed", None)
-        if packed is not None:
+        if isinstance(module, torch.nn.Linear) and packed_weight_cache(module) is not None:
             total += module.weight.numel() * module.weight.element_size()
     return total / 2**20
 

@@ -182,7 +182,7 @@ def test_gradient_checkpointing_on_the_alignment_model(tiny_brainvis_config, eeg
 
 
 def test_onednn_inference_path_matches_the_plain_kernels(tiny_align_model, eeg):
-    from brainvis_hf.models.modeling_time_encoder import set_onednn_linear
+    from brainvis_hf.models.modeling_time_encoder import packed_weight_cache, set_onednn_linear
 
     with torch.no_grad():
         fast = tiny_align_model(eeg)
@@ -195,11 +195,12 @@ def test_onednn_inference_path_matches_the_plain_kernels(tiny_align_model, eeg):
     torch.testing.assert_close(fast.logits, plain.logits, rtol=1e-5, atol=1e-6)
     query = tiny_align_model.brainvis.time_encoder.encoder.layers[0].attention.query
     if torch.backends.mkldnn.is_available():
-        assert getattr(query, "_onednn_packed", None) is not None  # the packed path was taken
+        assert packed_weight_cache(query) is not None  # the packed path was taken
+        copy.deepcopy(tiny_align_model)  # the cache never travels with the model
         with torch.no_grad():
             query.weight.mul_(1.0)  # an in-place change invalidates the packed copy
             tiny_align_model(eeg)
-        assert query._onednn_packed[0][1] == query.weight._version
+        assert packed_weight_cache(query)[0][1] == query.weight._version
 
 
 def test_training_mode_never_uses_the_inference_path(tiny_brainvis_config, eeg):
@@ -207,4 +208,6 @@ def test_training_mode_never_uses_the_inference_path(tiny_brainvis_config, eeg):
     model = BrainVisForCLIPAlignment(copy.deepcopy(tiny_brainvis_config)).train()
     with torch.no_grad():
         model(eeg)
-    assert getattr(model.brainvis.time_encoder.encoder.layers[0].attention.query, "_onednn_packed", None) is None
+    from brainvis_hf.models.modeling_time_encoder import packed_weight_cache
+
+    assert packed_weight_cache(model.brainvis.time_encoder.encoder.layers[0].attention.query) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -92,13 +93,23 @@ def _onednn_usable(module: nn.Linear, inputs: torch.Tensor) -> torch.dtype | Non
     return dtype if dtype in (torch.float32, torch.bfloat16) else None
 
 
+# packed weights live outside the modules (so that deepcopy / pickling of a model never meets
+# an opaque oneDNN tensor) and go away with their module
+_PACKED_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packed_weight_cache(module: nn.Linear) -> tuple | None:
+    """`((data_ptr, version, dtype, shape), packed)` of `module`'s cached oneDNN weight, or None."""
+    return _PACKED_WEIGHTS.get(module)
+
+
 def _packed_weight(module: nn.Linear) -> torch.Tensor:
     weight = module.weight
     key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
-    cached = getattr(module, "_onednn_packed", None)
+    cached = _PACKED_WEIGHTS.get(module)
     if cached is None or cached[0] != key:
         cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1024))
-        module._onednn_packed = cached
+        _PACKED_WEIGHTS[module] = cached
     return cached[1]
 
 
