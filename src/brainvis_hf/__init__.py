@@ -78,9 +78,19 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         BrainVisDataCollator,
         EEGImageNet,
         load_eeg_imagenet,
+        load_prepared_dataset,
+        prepare_dataset,
         write_synthetic_eeg_imagenet,
     )
+    from .data.clip_targets import compute_clip_targets, load_clip_targets
     from .data.labels import EEG_IMAGENET_WNIDS, WNID_TO_WORDS
+    from .demo import run_demo
+    from .evaluation import (
+        eeg_classification_metrics,
+        evaluate_generated,
+        linear_probe_accuracy,
+        n_way_top_k_accuracy,
+    )
     from .models import (
         BrainVisConfig,
         BrainVisForCLIPAlignment,
@@ -95,4 +105,5 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         BrainVisTimeEncoderModel,
     )
     from .models.convert_original import convert_original_checkpoints
-    from .pipelines import BrainVisPipeline, BrainVisPipelineOutput
+    from .pipelines import BrainVisPipeline, BrainVisPipelineOutput, assemble_brainvis_pipeline
+    from .training import train_stage
