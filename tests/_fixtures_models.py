@@ -47,17 +47,3 @@ def tiny_align_model(tiny_brainvis_config):
     torch.manual_seed(0)
     return BrainVisForCLIPAlignment(copy.deepcopy(tiny_brainvis_config)).eval()
 
-
-@pytest.fixture(scope="module")
-def torch_single_thread():
-    """Run a test module with one intra-op thread (restored afterwards).
-
-    The tiny models are dominated by per-op overhead; on a loaded 2-core machine two OpenMP
-    threads spend most of their time waiting for each other (a 40x slowdown was measured).
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

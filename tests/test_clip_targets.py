@@ -10,15 +10,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """2 shared cores, 2 test workers: one intra-op thread per process is much faster (no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _colour_caption(images):
     """A deterministic stand-in captioner: names the dominant colour channel of each image."""
     names = ("red", "green", "blue")

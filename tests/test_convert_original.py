@@ -20,7 +20,6 @@ from brainvis_hf.models import (
 from brainvis_hf.models.convert_original import convert_original_checkpoints, load_original_state_dict
 from original_brainvis import FreqEncoder, OriginalArgs, TimeEncoder, build_original_align
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 ARGS = OriginalArgs(d_model=32, attn_heads=2, layers=2, vocab_size=16, reg_layers=1)
 

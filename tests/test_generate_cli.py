@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -27,14 +26,6 @@ from brainvis_hf.pipelines.generate_folder import (
 )
 
 FAST_ARGS = ["--num-images-per-eeg", "2", "--steps", "2", "--refine-steps", "3", "--batch-size", "3", "--quiet"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,6 @@ from brainvis_hf.models import (
     BrainVisTimeEncoderModel,
 )
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
 
 @pytest.fixture(scope="module")
 def eeg():

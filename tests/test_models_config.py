@@ -15,8 +15,6 @@ from brainvis_hf.models import (
 )
 from brainvis_hf.presets import preset_dir
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
 
 def test_time_config_paper_defaults():
     config = BrainVisTimeEncoderConfig()

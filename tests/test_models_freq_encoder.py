@@ -10,8 +10,6 @@ import torch.nn.functional as F
 from brainvis_hf.models import BrainVisFreqEncoderForEEGClassification, BrainVisFreqEncoderModel
 from brainvis_hf.models.modeling_freq_encoder import amplitude_spectrum
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
 
 def test_amplitude_spectrum_matches_numpy():
     x = torch.randn(2, 5, 440, dtype=torch.float64)

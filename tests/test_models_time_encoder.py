@@ -16,8 +16,6 @@ from brainvis_hf.models import (
     BrainVisTimeEncoderModel,
 )
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
 
 def _config(base, **changes):
     config = copy.deepcopy(base)

@@ -15,16 +15,6 @@ from brainvis_hf.pipelines import BrainVisPipeline, BrainVisPipelineOutput
 FAST = dict(num_images_per_eeg=2, num_inference_steps=2, refine_num_inference_steps=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; several busy threads per process on a shared 2-core
-    machine make every call 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_eeg(batch: int = 2, length: int = 440, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 128, length, generator=torch.Generator().manual_seed(seed))
 

@@ -75,15 +75,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """2 shared cores, 2 test workers: one intra-op thread per process avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _outputs(model, eeg: torch.Tensor) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)  # the masked-modelling mask is random: same seed in both processes
     with torch.no_grad():

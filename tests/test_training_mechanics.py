@@ -14,15 +14,6 @@ import torch
 from transformers import TrainerCallback
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """2 shared cores, 2 test workers: one intra-op thread per process is much faster (no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no", "report_to": []}
 
