@@ -77,16 +77,21 @@ def set_onednn_linear(enabled: bool) -> None:
 
 
 def _onednn_usable(module: nn.Linear, inputs: torch.Tensor) -> torch.dtype | None:
-    """The dtype to run `module` in with oneDNN, or None when the plain path must be taken."""
-    if not _ONEDNN_LINEAR["enabled"] or module.training or torch.is_grad_enabled():
+    """The dtype to run `module` in with oneDNN, or None when the plain path must be taken.
+
+    Without autograd in any mode (eval, or the momentum encoder in train mode), and with autograd
+    in fp32 without autocast (see `_OneDNNLinearFunction`).
+    """
+    if not _ONEDNN_LINEAR["enabled"]:
         return None
     if inputs.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available():
         return None
     dtype = module.weight.dtype
     if torch.is_autocast_enabled("cpu"):
-        if torch.get_autocast_dtype("cpu") != dtype:
+        if torch.is_grad_enabled():
             return None
-    elif inputs.dtype != dtype:
+        dtype = torch.get_autocast_dtype("cpu")
+    elif inputs.dtype != dtype or (torch.is_grad_enabled() and dtype != torch.float32):
         return None
     if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return None
@@ -113,18 +118,72 @@ def _packed_weight(module: nn.Linear) -> torch.Tensor:
     return cached[1]
 
 
+class _OneDNNLinearFunction(torch.autograd.Function):
+    """fp32 Linear for training: oneDNN forward GEMM, the input gradient as a oneDNN GEMM with the
+    transposed weight (a strided view, no copy), the weight gradient by the ordinary `mm` (the same
+    math as `F.linear`; about 10 % faster GEMMs on this CPU)."""
+
+    @staticmethod
+    def forward(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "none")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_output = grad_output.contiguous()
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.ops.mkldnn._linear_pointwise(grad_output, weight.t(), None, "none", [], "none")
+        flat_grad = grad_output.reshape(-1, grad_output.shape[-1])
+        if ctx.needs_input_grad[1]:
+            grad_weight = flat_grad.t().mm(x.reshape(-1, x.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = flat_grad.sum(0)
+        return grad_input, grad_weight, grad_bias
+
+
 def linear(module: nn.Linear, inputs: torch.Tensor, activation: str | None = None) -> torch.Tensor:
-    """`module(inputs)` (then exact GELU when `activation == "gelu"`), with the oneDNN CPU inference path."""
+    """`module(inputs)` (then exact GELU when `activation == "gelu"`), with the oneDNN CPU paths.
+
+    Eval mode without autograd: cached pre-packed weights and a fused GELU. Train mode without
+    autograd (the LMM momentum encoder, whose weights change every step): the plain weight.
+    With autograd (fp32, no autocast): `_OneDNNLinearFunction`.
+    """
     dtype = _onednn_usable(module, inputs)
     if dtype is not None:
         try:
-            return torch.ops.mkldnn._linear_pointwise(
-                inputs.to(dtype), _packed_weight(module), module.bias, activation or "none", [], "none"
-            )
+            if torch.is_grad_enabled():
+                outputs = _OneDNNLinearFunction.apply(inputs, module.weight, module.bias)
+                return F.gelu(outputs) if activation == "gelu" else outputs
+            if module.training or module.weight.dtype != dtype:
+                weight = module.weight.to(dtype)
+                bias = None if module.bias is None else module.bias.to(dtype)
+            else:
+                weight, bias = _packed_weight(module), module.bias
+            return torch.ops.mkldnn._linear_pointwise(inputs.to(dtype), weight, bias, activation or "none", [], "none")
         except RuntimeError:  # an unsupported build / shape: use the plain kernels from now on
             set_onednn_linear(False)
     outputs = module(inputs)
     return F.gelu(outputs) if activation == "gelu" else outputs
+
+
+def dropout(inputs: torch.Tensor, module: nn.Dropout) -> torch.Tensor:
+    """`module(inputs)` (inverted dropout: keep each element with probability 1 - p, scale by 1 / (1 - p)).
+
+    On the CPU in training the keep-mask comes from one float32 uniform draw per element
+    (`u >= p`), about twice as fast as `F.dropout`'s `bernoulli_` here; same distribution.
+    """
+    p = module.p
+    if not module.training or p == 0.0 or p == 1.0 or inputs.device.type != "cpu" or torch.compiler.is_compiling():
+        return module(inputs)
+    keep = torch.rand(inputs.shape, device=inputs.device) >= p
+    return inputs * keep * (1.0 / (1.0 - p))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,7 +232,7 @@ class BrainVisFeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dropout(linear(self.fc2, linear(self.fc1, hidden_states, activation="gelu")))
+        return dropout(linear(self.fc2, linear(self.fc1, hidden_states, activation="gelu")), self.dropout)
 
 
 class BrainVisResidualLayerNorm(nn.Module):
@@ -189,7 +248,7 @@ class BrainVisResidualLayerNorm(nn.Module):
     def forward(self, residual: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
             update = update * self.scale
-        return self.layer_norm(residual + self.dropout(update))
+        return self.layer_norm(residual + dropout(update, self.dropout))
 
 
 class BrainVisTransformerLayer(GradientCheckpointingLayer):
@@ -484,8 +543,7 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         """`theta_m <- m * theta_m + (1 - m) * theta_online` (m = `config.momentum` unless given)."""
         m = self.config.momentum if momentum is None else float(momentum)
         online, target = self._paired_parameters()
-        torch._foreach_mul_(target, m)
-        torch._foreach_add_(target, online, alpha=1.0 - m)
+        torch._foreach_lerp_(target, online, 1.0 - m)  # theta_m + (1 - m) (theta_online - theta_m)
 
     def _set_gradient_checkpointing(self, enable: bool = True, *args, **kwargs):
         super()._set_gradient_checkpointing(enable, *args, **kwargs)
