@@ -84,6 +84,8 @@ def _onednn_usable(module: nn.Linear, inputs: torch.Tensor) -> torch.dtype | Non
     """
     if not _ONEDNN_LINEAR["enabled"]:
         return None
+    if type(module) is not nn.Linear:  # wrappers (PEFT LoRA, quantised layers) need their own forward
+        return None
     if inputs.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available():
         return None
     dtype = module.weight.dtype
