@@ -50,7 +50,7 @@ def test_macro_f1_only_over_present_classes():
     "logits, labels, message",
     [
         (np.zeros((3, 4)), np.zeros(2, int), "`labels` must be 1-D with one entry per row of `logits` (3); got shape (2,)"),
-        (np.zeros((2, 4)), np.array([0, 4]), "`labels` must be in [0, 3] (logits has 4 columns); got range [0, 4]"),
+        (np.zeros((2, 4)), np.array([0, 4]), "`labels` class ids must be in [0, 3] (logits has 4 columns); got range [0, 4]"),
         (np.zeros(4), np.zeros(4, int), "`logits` must be 2-D"),
         (np.full((1, 2), np.nan), np.zeros(1, int), "`logits` contains NaN"),
     ],

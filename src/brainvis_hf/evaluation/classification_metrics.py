@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import to_numpy
+from ._utils import to_class_ids, to_numpy
 
 
 def _check(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -25,15 +25,7 @@ def _check(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("`logits` is empty")
     if np.isnan(scores).any():
         raise ValueError("`logits` contains NaN values")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"`labels` must hold integer class ids; got dtype {y.dtype}")
-    num_classes = scores.shape[1]
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"`labels` must be in [0, {num_classes - 1}] (logits has {num_classes} columns); got range [{y.min()}, {y.max()}]")
-    return scores, y.astype(np.int64)
+    return scores, to_class_ids(y, "labels", scores.shape[1], "logits")
 
 
 def top_k_accuracy(logits: Any, labels: Any, k: int = 1) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import to_numpy
+from ._utils import to_class_ids, to_numpy
 
 # ------------------------------------------------------------------------------------------------
 # N-way top-k accuracy (generation accuracy, GA)
@@ -35,14 +35,8 @@ def _check_n_way_inputs(probs: Any, target: Any, n_way: int, top_k: int, num_tri
         raise ValueError("`probs` is empty: need at least one image")
     if not np.all(np.isfinite(scores)):
         raise ValueError("`probs` contains NaN or infinite values")
-    if labels.dtype.kind not in "iu":
-        if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
-            labels = labels.astype(np.int64)
-        else:
-            raise ValueError(f"`target` must hold integer class ids; got dtype {labels.dtype}")
+    labels = to_class_ids(labels, "target", scores.shape[1], "probs")
     num_classes = scores.shape[1]
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"`target` class ids must be in [0, {num_classes - 1}] (probs has {num_classes} columns); got range [{labels.min()}, {labels.max()}]")
     if not 2 <= n_way <= num_classes:
         raise ValueError(f"`n_way` must be between 2 and the number of classes ({num_classes}); got {n_way}")
     if top_k < 1:
