@@ -351,6 +351,13 @@ def test_save_and_load_in_a_dtype(cls, dtype, eeg, tmp_path):
     torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.05 * scale)
 
 
+def test_torch_dtype_alias_loads_in_that_dtype(tmp_path):
+    """`torch_dtype=` (the older name of `dtype=`, still in users' scripts) works too."""
+    build(BrainVisForCLIPAlignment).save_pretrained(tmp_path)
+    model = BrainVisForCLIPAlignment.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
 @pytest.mark.parametrize("cls", list(MODELS), ids=ids(MODELS))
 def test_unknown_keyword_arguments_raise(cls, eeg):
     model = build(cls)

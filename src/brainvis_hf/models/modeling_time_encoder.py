@@ -359,7 +359,8 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> t
         if labels.numel() != batch:
             raise ValueError(
                 f"labels must hold one class id per recording ({batch}) for single_label_classification, "
-                f"got shape {tuple(labels.shape)}."
+                f"got shape {tuple(labels.shape)}; pass multi-hot labels as floats or set "
+                "config.problem_type='multi_label_classification'."
             )
         return F.cross_entropy(logits.float(), labels.reshape(-1).long())
     if problem_type == "multi_label_classification":
