@@ -167,6 +167,12 @@ def test_hidden_states_are_the_encoder_stages(eeg):
         for layer, expected in zip(time_model.encoder.layers, out.hidden_states[1:]):
             state = layer(state)[0]
             torch.testing.assert_close(expected, state)
+        lmm = build(BrainVisTimeEncoderForMaskedModeling)
+        masked = run(lmm, eeg, output_hidden_states=True)
+        units = lmm.time_encoder.embeddings(eeg)
+        visible = units[torch.arange(BATCH)[:, None], masked.visible_indices]
+        torch.testing.assert_close(masked.hidden_states[0], visible)  # the online encoder's input
+        torch.testing.assert_close(masked.hidden_states[-1], lmm.time_encoder.encoder(visible).last_hidden_state)
         freq = freq_model(eeg, output_hidden_states=True)
         spectrum = torch.fft.rfft(eeg, dim=-1)[..., 1 : SAMPLES // 2 + 1].abs().transpose(1, 2)
         torch.testing.assert_close(freq.hidden_states[0], spectrum)
