@@ -20,11 +20,15 @@ fastest call (the least disturbed by other work on a shared machine), `cpu s` / 
 median process CPU time (not inflated by other processes; with one thread, `--threads 1`, it is
 the most load-robust figure).
 
+brainvis-hf runs with its opt-in oneDNN CPU kernels (`model.enable_cpu_kernels()`, see
+`brainvis_hf/models/cpu_kernels.py`); `--plain-kernels` measures the default plain PyTorch path.
+
 Ratios are measured within one run, so they stay meaningful on a machine shared with other work.
 
     python benchmarks/bench_encoders.py                 # full run (several minutes on 2 cores)
     python benchmarks/bench_encoders.py --quick         # batch 8 only, fewer repeats
     python benchmarks/bench_encoders.py --json results.json
+    python benchmarks/bench_encoders.py --plain-kernels  # without enable_cpu_kernels()
 """
 
 from __future__ import annotations
@@ -53,13 +57,21 @@ from brainvis_hf.models import (  # noqa: E402
     BrainVisForCLIPAlignment,
     BrainVisTimeEncoderForMaskedModeling,
 )
-from brainvis_hf.models.modeling_time_encoder import packed_weight_cache  # noqa: E402
+from brainvis_hf.models.cpu_kernels import packed_weight_cache  # noqa: E402
 from brainvis_hf.models.convert_original import (  # noqa: E402
     _brainvis_config,
     convert_align_state_dict,
     convert_time_state_dict,
     infer_time_config,
 )
+
+CPU_KERNELS = {"enabled": True}  # --plain-kernels turns them off
+
+
+def opt_in_kernels(model):
+    """`model` on the opt-in oneDNN CPU kernels unless `--plain-kernels`."""
+    return model.enable_cpu_kernels() if CPU_KERNELS["enabled"] else model
+
 
 # ---------------------------------------------------------------------------------------------
 # measurement helpers
@@ -194,7 +206,7 @@ def build_pair(seed: int = 0):
     converted, _ = convert_align_state_dict(state)
     ours = BrainVisForCLIPAlignment(config)
     ours.load_state_dict(converted)
-    return original.eval(), ours.eval(), args
+    return original.eval(), opt_in_kernels(ours).eval(), args
 
 
 def build_lmm_pair(original_time):
@@ -203,7 +215,7 @@ def build_lmm_pair(original_time):
     converted, _ = convert_time_state_dict(state, task="masked_modeling")
     ours = BrainVisTimeEncoderForMaskedModeling(config)
     ours.load_state_dict(converted)
-    return ours
+    return opt_in_kernels(ours)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +401,9 @@ def main(argv=None) -> int:
     parser.add_argument("--lmm-repeats", type=int, default=None, help="LMM repeats (default: repeats - 2, at least 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument("--plain-kernels", action="store_true", help="brainvis-hf without enable_cpu_kernels()")
     args = parser.parse_args(argv)
+    CPU_KERNELS["enabled"] = not args.plain_kernels
     if args.quick:
         args.batch_sizes, args.repeats = [8], 3
     if args.threads:

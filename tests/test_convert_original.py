@@ -140,7 +140,7 @@ def test_lmm_pieces_reproduce_the_original_pretraining_pass(converted, original_
         rep_visible = model.time_encoder.encoder(units[:, visible_idx])[0]
         queries = (model.mask_token + emb.position_embeddings.weight)[masked_idx].expand(3, -1, -1)
         for layer in model.regressor:
-            queries = layer(queries, rep_visible)
+            queries = layer(queries, rep_visible)[0]
     torch.testing.assert_close(ours_masked, rep_masked, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(queries, prediction, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model.tokenizer(queries), logits, rtol=1e-5, atol=1e-5)

@@ -177,35 +177,3 @@ def test_gradient_checkpointing_on_the_alignment_model(tiny_brainvis_config, eeg
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
-
-
-def test_onednn_inference_path_matches_the_plain_kernels(tiny_align_model, eeg):
-    from brainvis_hf.models.modeling_time_encoder import packed_weight_cache, set_onednn_linear
-
-    with torch.no_grad():
-        fast = tiny_align_model(eeg)
-        set_onednn_linear(False)
-        try:
-            plain = tiny_align_model(eeg)
-        finally:
-            set_onednn_linear(True)
-    torch.testing.assert_close(fast.prompt_embeds, plain.prompt_embeds, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fast.logits, plain.logits, rtol=1e-5, atol=1e-6)
-    query = tiny_align_model.brainvis.time_encoder.encoder.layers[0].attention.query
-    if torch.backends.mkldnn.is_available():
-        assert packed_weight_cache(query) is not None  # the packed path was taken
-        copy.deepcopy(tiny_align_model)  # the cache never travels with the model
-        with torch.no_grad():
-            query.weight.mul_(1.0)  # an in-place change invalidates the packed copy
-            tiny_align_model(eeg)
-        assert packed_weight_cache(query)[0][1] == query.weight._version
-
-
-def test_training_mode_never_uses_the_inference_path(tiny_brainvis_config, eeg):
-    torch.manual_seed(0)
-    model = BrainVisForCLIPAlignment(copy.deepcopy(tiny_brainvis_config)).train()
-    with torch.no_grad():
-        model(eeg)
-    from brainvis_hf.models.modeling_time_encoder import packed_weight_cache
-
-    assert packed_weight_cache(model.brainvis.time_encoder.encoder.layers[0].attention.query) is None

@@ -68,7 +68,13 @@ CHILD = textwrap.dedent(
             output = model(eeg_values=eeg)
         tensors = {k: v.contiguous() for k, v in output.items() if isinstance(v, torch.Tensor)}
         save_file(tensors, str(root / (folder.name + ".remote.safetensors")))
-        report[folder.name] = {"class": type(model).__name__, "module": type(model).__module__}
+        try:  # the opt-in CPU kernels are not part of the remote code
+            model.enable_cpu_kernels()
+            kernels = "enabled"
+        except ImportError as error:
+            kernels = str(error)
+        report[folder.name] = {"class": type(model).__name__, "module": type(model).__module__,
+                               "kernels": kernels}
     report["brainvis_hf_loaded"] = any(m.startswith("brainvis_hf") for m in sys.modules)
     print(json.dumps(report))
     """
@@ -140,6 +146,7 @@ def test_trust_remote_code_load_without_package(saved_models, tmp_path):
     for class_name, info in report.items():
         assert info["class"] == class_name
         assert info["module"].startswith("transformers_modules"), info  # the copied remote code ran
+        assert info.pop("kernels").startswith("The oneDNN CPU kernels come with the installed brainvis-hf"), info
         remote = load_file(str(root / f"{class_name}.remote.safetensors"))
         local = expected[class_name]
         assert sorted(remote) == sorted(local), class_name

@@ -22,10 +22,11 @@ from .configuration_brainvis import BrainVisConfig
 from .modeling_freq_encoder import BrainVisFreqEncoderModel
 from .modeling_time_encoder import (
     BrainVisEEGClassifierOutput,
+    BrainVisModelMixin,
     BrainVisTimeEncoderModel,
     check_eeg_values,
+    classification_loss,
     init_linear_like_torch,
-    linear,
 )
 
 
@@ -39,6 +40,8 @@ class BrainVisModelOutput(ModelOutput):
         time_features: B x d pooled time feature.
         freq_features: B x 128 frequency feature.
         hidden_states: per-layer time-encoder states when requested.
+        attentions: per-layer time-encoder attention weights when requested.
+        freq_hidden_states: the frequency encoder's input spectrum and LSTM states when requested.
     """
 
     pooler_output: torch.FloatTensor | None = None
@@ -46,6 +49,8 @@ class BrainVisModelOutput(ModelOutput):
     time_features: torch.FloatTensor | None = None
     freq_features: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    freq_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -61,8 +66,10 @@ class BrainVisCLIPAlignmentOutput(ModelOutput):
         pooler_output: B x (d + 128) joint feature.
         mse_coarse_loss / mse_fine_loss: MSE to the class-name / caption CLIP embeddings.
         cosine_coarse_loss / cosine_fine_loss: cosine-embedding loss (target +1) on the flattened vectors.
-        classification_loss: cross-entropy of `logits` with `labels`, when given (reported; weighted
-            into `loss` by `alignment_classification_loss_weight`, 0 by default as in the paper).
+        classification_loss: the class-head loss of `logits` with `labels` after `config.problem_type`
+            (cross-entropy by default), when given (reported; weighted into `loss` by
+            `alignment_classification_loss_weight`, 0 by default as in the paper).
+        hidden_states / attentions / freq_hidden_states: as in `BrainVisModelOutput`, when requested.
     """
 
     loss: torch.FloatTensor | None = None
@@ -74,6 +81,9 @@ class BrainVisCLIPAlignmentOutput(ModelOutput):
     cosine_coarse_loss: torch.FloatTensor | None = None
     cosine_fine_loss: torch.FloatTensor | None = None
     classification_loss: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    freq_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _as_base_model(source, base_class: type[PreTrainedModel], attribute: str, **load_kwargs) -> PreTrainedModel:
@@ -91,7 +101,7 @@ def _as_base_model(source, base_class: type[PreTrainedModel], attribute: str, **
     )
 
 
-class BrainVisPreTrainedModel(PreTrainedModel):
+class BrainVisPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
     config_class = BrainVisConfig
     config: BrainVisConfig
     base_model_prefix = "brainvis"
@@ -100,6 +110,9 @@ class BrainVisPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["BrainVisTransformerLayer", "BrainVisFreqEncoderModel"]
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -145,13 +158,23 @@ class BrainVisModel(BrainVisPreTrainedModel):
     def forward(
         self,
         eeg_values: torch.Tensor,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainVisModelOutput | tuple:
+        """Joint feature of `eeg_values` (B x C x T); the flags default to the config's."""
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         check_eeg_values(eeg_values, self.config.num_channels, self.config.num_samples)
-        time_out = self.time_encoder(eeg_values, output_hidden_states=output_hidden_states)
-        freq_features = self.freq_encoder(eeg_values).pooler_output
+        time_out = self.time_encoder(
+            eeg_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        freq_out = self.freq_encoder(eeg_values, output_hidden_states=output_hidden_states, return_dict=True)
+        freq_features = freq_out.pooler_output
         time_features = time_out.pooler_output
         joint = torch.cat((time_features, freq_features.to(time_features.dtype)), dim=1)
         output = BrainVisModelOutput(
@@ -160,8 +183,10 @@ class BrainVisModel(BrainVisPreTrainedModel):
             time_features=time_features,
             freq_features=freq_features,
             hidden_states=time_out.hidden_states,
+            attentions=time_out.attentions,
+            freq_hidden_states=freq_out.hidden_states,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 class BrainVisForEEGClassification(BrainVisPreTrainedModel):
@@ -177,17 +202,31 @@ class BrainVisForEEGClassification(BrainVisPreTrainedModel):
         self,
         eeg_values: torch.Tensor,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainVisEEGClassifierOutput | tuple:
-        features = self.brainvis(eeg_values, output_hidden_states=output_hidden_states)
-        logits = self.classifier(features.pooler_output)
-        loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
-        output = BrainVisEEGClassifierOutput(
-            loss=loss, logits=logits, pooler_output=features.pooler_output, hidden_states=features.hidden_states
+        """Class scores of `eeg_values`; with `labels`, the loss after `config.problem_type`."""
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return output if return_dict is not False else output.to_tuple()
+        features = self.brainvis(
+            eeg_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(features.pooler_output)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        output = BrainVisEEGClassifierOutput(
+            loss=loss,
+            logits=logits,
+            pooler_output=features.pooler_output,
+            hidden_states=features.hidden_states,
+            attentions=features.attentions,
+            freq_hidden_states=features.freq_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
 
 
 class BrainVisPromptProjector(nn.Module):
@@ -210,26 +249,12 @@ class BrainVisPromptProjector(nn.Module):
         self.prompt_shape = (config.prompt_sequence_length, config.prompt_embed_dim)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        h1 = torch.tanh(linear(self.fc1, inputs))
-        h2 = torch.tanh(linear(self.fc2, h1))
-        h3 = torch.tanh(linear(self.fc3, h2) + h1)
-        h4 = torch.tanh(linear(self.fc4, h3) + h2)
-        h5 = torch.tanh(linear(self.fc5, h4) + h3)
-        return self._project_out(h5).view(inputs.shape[0], *self.prompt_shape)
-
-    def _project_out(self, hidden: torch.Tensor) -> torch.Tensor:
-        # The output layer is huge (4d x 59136) and read once per call: on the CPU in fp32, streaming
-        # the weight as the left operand (W @ h^T) is much faster than `h @ W^T` for small batches.
-        layer = self.output
-        if (
-            hidden.device.type == "cpu"
-            and hidden.dtype == layer.weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu")
-            and hidden.shape[0] <= 64
-            and not torch.compiler.is_compiling()
-        ):
-            return torch.addmm(layer.bias.unsqueeze(1), layer.weight, hidden.t()).t()
-        return layer(hidden)
+        h1 = torch.tanh(self.fc1(inputs))
+        h2 = torch.tanh(self.fc2(h1))
+        h3 = torch.tanh(self.fc3(h2) + h1)
+        h4 = torch.tanh(self.fc4(h3) + h2)
+        h5 = torch.tanh(self.fc5(h4) + h3)
+        return self.output(h5).view(inputs.shape[0], *self.prompt_shape)
 
 
 def _cosine_embedding_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -264,10 +289,21 @@ class BrainVisForCLIPAlignment(BrainVisPreTrainedModel):
         labels: torch.Tensor | None = None,
         coarse_embeds: torch.Tensor | None = None,
         fine_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainVisCLIPAlignmentOutput | tuple:
-        features = self.brainvis(eeg_values).pooler_output
+        """The predicted prompt embedding of `eeg_values`; with targets / `labels`, the losses."""
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        encoded = self.brainvis(
+            eeg_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        features = encoded.pooler_output
         logits = self.classifier(features)
         prompt_embeds = self.prompt_projector(torch.cat((features, logits), dim=1))
 
@@ -281,7 +317,7 @@ class BrainVisForCLIPAlignment(BrainVisPreTrainedModel):
             parts[f"mse_{kind}_loss"] = F.mse_loss(prediction, target)
             parts[f"cosine_{kind}_loss"] = _cosine_embedding_loss(prediction, target)
         if labels is not None:
-            parts["classification_loss"] = F.cross_entropy(logits.float(), labels.view(-1).long())
+            parts["classification_loss"] = classification_loss(logits, labels, self.config)
 
         loss = None
         clip_terms = [v for k, v in parts.items() if k != "classification_loss"]
@@ -292,9 +328,16 @@ class BrainVisForCLIPAlignment(BrainVisPreTrainedModel):
             weighted = weight * parts["classification_loss"]
             loss = weighted if loss is None else loss + weighted
         output = BrainVisCLIPAlignmentOutput(
-            loss=loss, prompt_embeds=prompt_embeds, logits=logits, pooler_output=features, **parts
+            loss=loss,
+            prompt_embeds=prompt_embeds,
+            logits=logits,
+            pooler_output=features,
+            **parts,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+            freq_hidden_states=encoded.freq_hidden_states,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = [

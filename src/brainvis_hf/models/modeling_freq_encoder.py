@@ -12,7 +12,13 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .configuration_brainvis import BrainVisFreqEncoderConfig
-from .modeling_time_encoder import BrainVisEEGClassifierOutput, check_eeg_values, init_linear_like_torch
+from .modeling_time_encoder import (
+    BrainVisEEGClassifierOutput,
+    BrainVisModelMixin,
+    check_eeg_values,
+    classification_loss,
+    init_linear_like_torch,
+)
 
 
 def amplitude_spectrum(eeg_values: torch.Tensor) -> torch.Tensor:
@@ -27,13 +33,18 @@ def amplitude_spectrum(eeg_values: torch.Tensor) -> torch.Tensor:
     return amplitude.transpose(1, 2)
 
 
-class BrainVisFreqEncoderPreTrainedModel(PreTrainedModel):
+class BrainVisFreqEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
     config_class = BrainVisFreqEncoderConfig
     config: BrainVisFreqEncoderConfig
     base_model_prefix = "freq_encoder"
     main_input_name = "eeg_values"
     input_modalities = ("time",)
     _no_split_modules = ["BrainVisFreqEncoderModel"]
+    # no attention: every implementation is fine (so that the unified model can pick any)
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -60,18 +71,28 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
     def forward(
         self,
         eeg_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        """`last_hidden_state`: B x (T // 2) x lstm_hidden LSTM states; `pooler_output`: the feature."""
+        """`last_hidden_state`: B x (T // 2) x lstm_hidden LSTM states; `pooler_output`: the feature.
+
+        `hidden_states` (when requested, or `config.output_hidden_states`): the LSTM's input, the
+        B x (T // 2) x C amplitude spectrum, and its output states (of the top layer: `nn.LSTM`
+        does not expose the lower layers' sequences).
+        """
         config = self.config
+        _, output_hidden_states, return_dict = self._output_flags(False, output_hidden_states, return_dict)
         check_eeg_values(eeg_values, config.num_channels, config.num_samples)
         spectrum = amplitude_spectrum(eeg_values).to(self.projection.weight.dtype)
         # zero initial state (nn.LSTM's default); the feature reads the last step
         states, _ = self.lstm(spectrum)
         feature = F.relu(self.projection(states[:, -1]))
-        output = BaseModelOutputWithPooling(last_hidden_state=states, pooler_output=feature)
-        return output if return_dict is not False else output.to_tuple()
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=states,
+            pooler_output=feature,
+            hidden_states=(spectrum, states) if output_hidden_states else None,
+        )
+        return output if return_dict else output.to_tuple()
 
 
 class BrainVisFreqEncoderForEEGClassification(BrainVisFreqEncoderPreTrainedModel):
@@ -87,14 +108,19 @@ class BrainVisFreqEncoderForEEGClassification(BrainVisFreqEncoderPreTrainedModel
         self,
         eeg_values: torch.Tensor,
         labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainVisEEGClassifierOutput | tuple:
-        feature = self.freq_encoder(eeg_values).pooler_output
+        """Class scores of `eeg_values`; with `labels`, the loss after `config.problem_type`."""
+        _, output_hidden_states, return_dict = self._output_flags(False, output_hidden_states, return_dict)
+        encoded = self.freq_encoder(eeg_values, output_hidden_states=output_hidden_states, return_dict=True)
+        feature = encoded.pooler_output
         logits = self.classifier(feature)
-        loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
-        output = BrainVisEEGClassifierOutput(loss=loss, logits=logits, pooler_output=feature)
-        return output if return_dict is not False else output.to_tuple()
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        output = BrainVisEEGClassifierOutput(
+            loss=loss, logits=logits, pooler_output=feature, hidden_states=encoded.hidden_states
+        )
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = [

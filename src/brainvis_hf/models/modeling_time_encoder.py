@@ -8,9 +8,9 @@ feature. Inputs are channels-first EEG, `eeg_values` of shape B x C x T.
 
 from __future__ import annotations
 
+import importlib
 import math
-import os
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_brainvis import BrainVisTimeEncoderConfig
@@ -58,170 +59,77 @@ def check_eeg_values(eeg_values: torch.Tensor, num_channels: int, num_samples: i
 
 
 # ----------------------------------------------------------------------------------------------
-# CPU inference kernels
-# ----------------------------------------------------------------------------------------------
-
-_ONEDNN_LINEAR = {"enabled": os.environ.get("BRAINVIS_DISABLE_ONEDNN_LINEAR", "0") in ("", "0")}
-
-
-def set_onednn_linear(enabled: bool) -> None:
-    """Turn the oneDNN packed-weight Linear kernels for CPU inference on or off (on by default).
-
-    When on, Linear layers of the encoders that run in eval mode without autograd on the CPU
-    (fp32 or bf16 weights) use oneDNN with a cached, pre-packed copy of their weight (repacked
-    when the weight changes): about 1.4x faster GEMMs here, the feed-forward GELU fused, results
-    equal to float32 round-off. It costs one extra copy of those weights in memory. Can also be
-    switched off with the environment variable `BRAINVIS_DISABLE_ONEDNN_LINEAR=1`.
-    """
-    _ONEDNN_LINEAR["enabled"] = bool(enabled)
-
-
-def _onednn_usable(module: nn.Linear, inputs: torch.Tensor) -> torch.dtype | None:
-    """The dtype to run `module` in with oneDNN, or None when the plain path must be taken.
-
-    Without autograd in any mode (eval, or the momentum encoder in train mode), and with autograd
-    in fp32 without autocast (see `_OneDNNLinearFunction`).
-    """
-    if not _ONEDNN_LINEAR["enabled"]:
-        return None
-    if type(module) is not nn.Linear:  # wrappers (PEFT LoRA, quantised layers) need their own forward
-        return None
-    if inputs.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available():
-        return None
-    dtype = module.weight.dtype
-    if torch.is_autocast_enabled("cpu"):
-        if torch.is_grad_enabled():
-            return None
-        dtype = torch.get_autocast_dtype("cpu")
-    elif inputs.dtype != dtype or (torch.is_grad_enabled() and dtype != torch.float32):
-        return None
-    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return None
-    return dtype if dtype in (torch.float32, torch.bfloat16) else None
-
-
-# packed weights live outside the modules (so that deepcopy / pickling of a model never meets
-# an opaque oneDNN tensor) and go away with their module
-_PACKED_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def packed_weight_cache(module: nn.Linear) -> tuple | None:
-    """`((data_ptr, version, dtype, shape), packed)` of `module`'s cached oneDNN weight, or None."""
-    return _PACKED_WEIGHTS.get(module)
-
-
-def _packed_weight(module: nn.Linear) -> torch.Tensor:
-    weight = module.weight
-    key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
-    cached = _PACKED_WEIGHTS.get(module)
-    if cached is None or cached[0] != key:
-        cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1024))
-        _PACKED_WEIGHTS[module] = cached
-    return cached[1]
-
-
-class _OneDNNLinearFunction(torch.autograd.Function):
-    """fp32 Linear for training: oneDNN forward GEMM, the input gradient as a oneDNN GEMM with the
-    transposed weight (a strided view, no copy), the weight gradient by the ordinary `mm` (the same
-    math as `F.linear`; about 10 % faster GEMMs on this CPU)."""
-
-    @staticmethod
-    def forward(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "none")
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad_output = grad_output.contiguous()
-        grad_input = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_input = torch.ops.mkldnn._linear_pointwise(grad_output, weight.t(), None, "none", [], "none")
-        flat_grad = grad_output.reshape(-1, grad_output.shape[-1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = flat_grad.t().mm(x.reshape(-1, x.shape[-1]))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = flat_grad.sum(0)
-        return grad_input, grad_weight, grad_bias
-
-
-def linear(module: nn.Linear, inputs: torch.Tensor, activation: str | None = None) -> torch.Tensor:
-    """`module(inputs)` (then exact GELU when `activation == "gelu"`), with the oneDNN CPU paths.
-
-    Eval mode without autograd: cached pre-packed weights and a fused GELU. Train mode without
-    autograd (the LMM momentum encoder, whose weights change every step): the plain weight.
-    With autograd (fp32, no autocast): `_OneDNNLinearFunction`.
-    """
-    dtype = _onednn_usable(module, inputs)
-    if dtype is not None:
-        try:
-            if torch.is_grad_enabled():
-                outputs = _OneDNNLinearFunction.apply(inputs, module.weight, module.bias)
-                return F.gelu(outputs) if activation == "gelu" else outputs
-            if module.training or module.weight.dtype != dtype:
-                weight = module.weight.to(dtype)
-                bias = None if module.bias is None else module.bias.to(dtype)
-            else:
-                weight, bias = _packed_weight(module), module.bias
-            return torch.ops.mkldnn._linear_pointwise(inputs.to(dtype), weight, bias, activation or "none", [], "none")
-        except RuntimeError:  # an unsupported build / shape: use the plain kernels from now on
-            set_onednn_linear(False)
-    outputs = module(inputs)
-    return F.gelu(outputs) if activation == "gelu" else outputs
-
-
-def dropout(inputs: torch.Tensor, module: nn.Dropout) -> torch.Tensor:
-    """`module(inputs)` (inverted dropout: keep each element with probability 1 - p, scale by 1 / (1 - p)).
-
-    On the CPU in training the keep-mask comes from one float32 uniform draw per element
-    (`u >= p`), about twice as fast as `F.dropout`'s `bernoulli_` here; same distribution.
-    """
-    p = module.p
-    if not module.training or p == 0.0 or p == 1.0 or inputs.device.type != "cpu" or torch.compiler.is_compiling():
-        return module(inputs)
-    keep = torch.rand(inputs.shape, device=inputs.device) >= p
-    return inputs * keep * (1.0 / (1.0 - p))
-
-
-# ----------------------------------------------------------------------------------------------
 # Building blocks (shared with the regressor)
 # ----------------------------------------------------------------------------------------------
 
 
-class BrainVisAttention(nn.Module):
-    """Multi-head attention with separate query, key, value and output projections (SDPA kernel)."""
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention with explicit weights: B x H x L x D inputs -> (B x L x H x D output, B x H x L x S weights)."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float):
+
+class BrainVisAttention(nn.Module):
+    """Multi-head attention with separate query, key, value and output projections.
+
+    The kernel is `config._attn_implementation` through transformers' attention interface
+    ("sdpa" by default, "eager", or "flex_attention" / "flash_attention_*" where installed);
+    when the weights are asked for (`output_attentions`), the eager kernel computes them.
+    """
+
+    def __init__(self, config: BrainVisTimeEncoderConfig, dropout: float):
         super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
         self.dropout = dropout
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
-        self.output = nn.Linear(hidden_size, hidden_size)
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
 
     def _heads(self, states: torch.Tensor) -> torch.Tensor:
         batch, length, _ = states.shape
         return states.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden_states: torch.Tensor, key_value_states: torch.Tensor | None = None) -> torch.Tensor:
-        """Self-attention over `hidden_states`, or cross-attention to `key_value_states` when given."""
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention over `hidden_states`, or cross-attention to `key_value_states` when given.
+
+        Returns the B x L x d output and the B x heads x L x S weights (None unless `output_attentions`).
+        """
         source = hidden_states if key_value_states is None else key_value_states
-        query = self._heads(linear(self.query, hidden_states))
-        key = self._heads(linear(self.key, source))
-        value = self._heads(linear(self.value, source))
-        context = F.scaled_dot_product_attention(
-            query, key, value, dropout_p=self.dropout if self.training else 0.0
+        query = self._heads(self.query(hidden_states))
+        key = self._heads(self.key(source))
+        value = self._heads(self.value(source))
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        context, weights = attention_interface(
+            self, query, key, value, None, dropout=self.dropout if self.training else 0.0, scaling=self.scaling
         )
-        batch, _, length, _ = context.shape
-        context = context.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
-        return linear(self.output, context)
+        batch, length = hidden_states.shape[:2]
+        context = context.reshape(batch, length, self.num_heads * self.head_dim)
+        return self.output(context), (weights if output_attentions else None)
 
 
 class BrainVisFeedForward(nn.Module):
@@ -234,7 +142,7 @@ class BrainVisFeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return dropout(linear(self.fc2, linear(self.fc1, hidden_states, activation="gelu")), self.dropout)
+        return self.dropout(self.fc2(F.gelu(self.fc1(hidden_states))))
 
 
 class BrainVisResidualLayerNorm(nn.Module):
@@ -250,7 +158,7 @@ class BrainVisResidualLayerNorm(nn.Module):
     def forward(self, residual: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
             update = update * self.scale
-        return self.layer_norm(residual + dropout(update, self.dropout))
+        return self.layer_norm(residual + self.dropout(update))
 
 
 class BrainVisTransformerLayer(GradientCheckpointingLayer):
@@ -258,46 +166,39 @@ class BrainVisTransformerLayer(GradientCheckpointingLayer):
 
     def __init__(
         self,
-        hidden_size: int,
-        num_heads: int,
-        intermediate_size: int,
+        config: BrainVisTimeEncoderConfig,
         dropout: float,
         attention_dropout: float,
-        layer_norm_eps: float,
         learnable_scale: bool,
-        scale_init: float,
     ):
         super().__init__()
-        self.attention = BrainVisAttention(hidden_size, num_heads, attention_dropout)
-        self.attention_residual = BrainVisResidualLayerNorm(
-            hidden_size, layer_norm_eps, dropout, learnable_scale, scale_init
-        )
-        self.feed_forward = BrainVisFeedForward(hidden_size, intermediate_size, dropout)
-        self.feed_forward_residual = BrainVisResidualLayerNorm(
-            hidden_size, layer_norm_eps, dropout, learnable_scale, scale_init
-        )
+        hidden_size, eps, scale_init = config.hidden_size, config.layer_norm_eps, config.residual_scale_init
+        self.attention = BrainVisAttention(config, attention_dropout)
+        self.attention_residual = BrainVisResidualLayerNorm(hidden_size, eps, dropout, learnable_scale, scale_init)
+        self.feed_forward = BrainVisFeedForward(hidden_size, config.intermediate_size, dropout)
+        self.feed_forward_residual = BrainVisResidualLayerNorm(hidden_size, eps, dropout, learnable_scale, scale_init)
 
     @classmethod
     def encoder_layer(cls, config: BrainVisTimeEncoderConfig) -> BrainVisTransformerLayer:
         """A self-attention block of the encoder."""
         return cls(
-            config.hidden_size, config.num_attention_heads, config.intermediate_size, config.hidden_dropout_prob,
-            config.attention_probs_dropout_prob, config.layer_norm_eps, config.enable_res_parameter,
-            config.residual_scale_init,
-        )  # fmt: skip
+            config, config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.enable_res_parameter
+        )
 
     @classmethod
     def regressor_layer(cls, config: BrainVisTimeEncoderConfig) -> BrainVisTransformerLayer:
         """A cross-attention block of the LMM regressor (learnable residual scale always on, as in the original)."""
-        return cls(
-            config.hidden_size, config.num_attention_heads, config.intermediate_size, config.regressor_dropout_prob,
-            config.regressor_dropout_prob, config.layer_norm_eps, True, config.residual_scale_init,
-        )  # fmt: skip
+        return cls(config, config.regressor_dropout_prob, config.regressor_dropout_prob, True)
 
-    def forward(self, hidden_states: torch.Tensor, key_value_states: torch.Tensor | None = None) -> torch.Tensor:
-        attended = self.attention(hidden_states, key_value_states)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(hidden_states, key_value_states, output_attentions=output_attentions)
         hidden_states = self.attention_residual(hidden_states, attended)
-        return self.feed_forward_residual(hidden_states, self.feed_forward(hidden_states))
+        return self.feed_forward_residual(hidden_states, self.feed_forward(hidden_states)), weights
 
 
 class BrainVisTimeTransformer(nn.Module):
@@ -310,14 +211,19 @@ class BrainVisTimeTransformer(nn.Module):
         )
 
     def forward(
-        self, hidden_states: torch.Tensor, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        self, hidden_states: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False
+    ) -> BaseModelOutput:
+        """`last_hidden_state`; `hidden_states` (the input, then every block's output) and
+        `attentions` (every block's weights) when asked for."""
         all_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
+            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions)
             if output_hidden_states:
                 all_states = all_states + (hidden_states,)
-        return hidden_states, all_states
+            if output_attentions:
+                all_attentions = all_attentions + (weights,)
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_states, attentions=all_attentions)
 
 
 class BrainVisTimeEmbeddings(nn.Module):
@@ -359,16 +265,22 @@ class BrainVisEEGClassifierOutput(ModelOutput):
     """Output of the BrainVis classifiers.
 
     Args:
-        loss: cross-entropy with `labels`, when they are given.
-        logits: B x num_labels class scores.
+        loss: with `labels`: cross-entropy, binary cross-entropy (multi-label) or MSE (regression),
+            after `config.problem_type` (see `classification_loss`).
+        logits: B x num_labels class scores (or regression outputs).
         pooler_output: the pooled feature the head read (B x d, B x 128 or B x (d+128)).
-        hidden_states: per-layer token states of the time encoder when requested.
+        hidden_states: when requested, the embeddings and every block's output of the time encoder
+            (the frequency classifier: its input spectrum and LSTM states).
+        attentions: when requested, every time-encoder block's B x heads x n x n attention weights.
+        freq_hidden_states: the unified classifier's frequency-encoder states, when requested.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    freq_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -387,6 +299,9 @@ class BrainVisMaskedModelingOutput(ModelOutput):
         target_tokens: B x m sampled target tokens (no gradient).
         masked_indices: B x m unit indices that were masked.
         visible_indices: B x (n - m) unit indices the online encoder saw.
+        hidden_states: when requested, the online encoder's input (visible units) and block outputs.
+        attentions: when requested, the online encoder's self-attention weights per block.
+        cross_attentions: when requested, the regressor's B x heads x m x (n - m) weights per block.
     """
 
     loss: torch.FloatTensor | None = None
@@ -400,6 +315,9 @@ class BrainVisMaskedModelingOutput(ModelOutput):
     target_tokens: torch.LongTensor | None = None
     masked_indices: torch.LongTensor | None = None
     visible_indices: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,7 +334,91 @@ def init_linear_like_torch(module: nn.Module) -> None:
         init.uniform_(module.bias, -bound, bound)
 
 
-class BrainVisTimeEncoderPreTrainedModel(PreTrainedModel):
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """The loss of a class head after `config.problem_type`, inferred and recorded as transformers heads do.
+
+    Unset, it is `"regression"` for `num_labels == 1`, `"single_label_classification"` for integer
+    labels and `"multi_label_classification"` otherwise. Single-label: cross-entropy with B class
+    ids; multi-label: binary cross-entropy with logits against B x num_labels multi-hot targets;
+    regression: MSE against B (num_labels 1) or B x num_labels float targets. In float32.
+    """
+    num_labels = logits.shape[-1]
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    problem_type = config.problem_type
+    batch = logits.shape[0]
+    if problem_type == "single_label_classification":
+        if labels.numel() != batch:
+            raise ValueError(
+                f"labels must hold one class id per recording ({batch}) for single_label_classification, "
+                f"got shape {tuple(labels.shape)}; pass multi-hot labels as floats or set "
+                "config.problem_type='multi_label_classification'."
+            )
+        return F.cross_entropy(logits.float(), labels.reshape(-1).long())
+    if problem_type == "multi_label_classification":
+        if tuple(labels.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"labels must be multi-hot of shape {tuple(logits.shape)} (batch, num_labels) for "
+                f"multi_label_classification, got shape {tuple(labels.shape)}."
+            )
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    if problem_type == "regression":
+        if labels.numel() != logits.numel():
+            raise ValueError(
+                f"labels must have {batch} x {num_labels} values (batch, num_labels) for regression, "
+                f"got shape {tuple(labels.shape)}."
+            )
+        return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))
+    raise ValueError(f"config.problem_type must be one of {PROBLEM_TYPES} or None, got {problem_type!r}.")
+
+
+def _cpu_kernels_module():
+    # Loaded on use, and not by an import statement: cpu_kernels.py uses private oneDNN operators,
+    # so it is not shipped as remote code (transformers copies the modules a modeling file imports).
+    try:
+        return importlib.import_module(".cpu_kernels", __package__)
+    except ImportError as error:
+        raise ImportError(
+            "The oneDNN CPU kernels come with the installed brainvis-hf package, not with the remote code "
+            "of a saved folder; the model runs without them."
+        ) from error
+
+
+class BrainVisModelMixin:
+    """What every BrainVis model shares: the output flags from the config and the opt-in CPU kernels."""
+
+    def _output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        """The forward arguments, or the config's `output_attentions` / `output_hidden_states` / `return_dict`."""
+        config = self.config
+        return (
+            bool(config.output_attentions if output_attentions is None else output_attentions),
+            bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states),
+            bool(config.return_dict if return_dict is None else return_dict),
+        )
+
+    def enable_cpu_kernels(self):
+        """Run this model on the oneDNN CPU kernels of the installed package (`models/cpu_kernels.py`); returns it.
+
+        Opt-in: faster CPU inference and fp32 training, equal to float32 round-off; state dict unchanged.
+        """
+        return _cpu_kernels_module().enable_cpu_kernels(self)
+
+    def disable_cpu_kernels(self):
+        """Back to the plain PyTorch kernels; returns the model."""
+        return _cpu_kernels_module().disable_cpu_kernels(self)
+
+
+class BrainVisTimeEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
     config_class = BrainVisTimeEncoderConfig
     config: BrainVisTimeEncoderConfig
     base_model_prefix = "time_encoder"
@@ -425,6 +427,9 @@ class BrainVisTimeEncoderPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["BrainVisTransformerLayer"]
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -459,19 +464,26 @@ class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
     def forward(
         self,
         eeg_values: torch.Tensor,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        """Encode `eeg_values` (B x C x T). Extra keyword arguments (e.g. `labels`) are ignored."""
+        """Encode `eeg_values` (B x C x T); the flags default to the config's."""
         config = self.config
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         check_eeg_values(eeg_values, config.num_channels, config.num_samples)
         hidden_states = self.embeddings(eeg_values)
-        hidden_states, all_states = self.encoder(hidden_states, bool(output_hidden_states))
+        encoded = self.encoder(hidden_states, output_hidden_states, output_attentions)
+        hidden_states = encoded.last_hidden_state
         output = BaseModelOutputWithPooling(
-            last_hidden_state=hidden_states, pooler_output=hidden_states.mean(dim=1), hidden_states=all_states
+            last_hidden_state=hidden_states,
+            pooler_output=hidden_states.mean(dim=1),
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 class BrainVisTimeEncoderForEEGClassification(BrainVisTimeEncoderPreTrainedModel):
@@ -487,17 +499,30 @@ class BrainVisTimeEncoderForEEGClassification(BrainVisTimeEncoderPreTrainedModel
         self,
         eeg_values: torch.Tensor,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainVisEEGClassifierOutput | tuple:
-        encoded = self.time_encoder(eeg_values, output_hidden_states=output_hidden_states)
-        logits = self.classifier(encoded.pooler_output)
-        loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
-        output = BrainVisEEGClassifierOutput(
-            loss=loss, logits=logits, pooler_output=encoded.pooler_output, hidden_states=encoded.hidden_states
+        """Class scores of `eeg_values`; with `labels`, the loss after `config.problem_type`."""
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return output if return_dict is not False else output.to_tuple()
+        encoded = self.time_encoder(
+            eeg_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(encoded.pooler_output)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        output = BrainVisEEGClassifierOutput(
+            loss=loss,
+            logits=logits,
+            pooler_output=encoded.pooler_output,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
+        return output if return_dict else output.to_tuple()
 
 
 class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
@@ -593,14 +618,21 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         self,
         eeg_values: torch.Tensor,
         noise: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainVisMaskedModelingOutput | tuple:
-        """One LMM pass over `eeg_values` (B x C x T); `labels` and other extra arguments are ignored.
+        """One LMM pass over `eeg_values` (B x C x T).
 
         `noise` (optional, B x n or n) fixes the visible/masked split (see `random_split`).
+        `labels` is ignored (LMM is self-supervised); it is accepted so that a labelled batch of
+        `BrainVisDataCollator` can be passed as it is.
         """
         config = self.config
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         check_eeg_values(eeg_values, config.num_channels, config.num_samples)
         embeddings = self.time_encoder.embeddings
         units = embeddings.project(eeg_values)
@@ -615,12 +647,16 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         queries = self._gather_units(queries.unsqueeze(0).expand(batch, -1, -1), masked_idx)
         target_tokens = target_tokens.gather(1, masked_idx)
 
-        rep_visible, _ = self.time_encoder.encoder(visible)
+        encoded = self.time_encoder.encoder(visible, output_hidden_states, output_attentions)
+        rep_visible = encoded.last_hidden_state
         with torch.no_grad():
-            rep_masked, _ = self.momentum_encoder(masked)
+            rep_masked = self.momentum_encoder(masked).last_hidden_state
         prediction = queries
+        cross_attentions = () if output_attentions else None
         for layer in self.regressor:
-            prediction = layer(prediction, rep_visible)
+            prediction, weights = layer(prediction, rep_visible, output_attentions=output_attentions)
+            if output_attentions:
+                cross_attentions = cross_attentions + (weights,)
         codebook_logits = self.tokenizer(prediction)
 
         regression_loss = F.mse_loss(prediction.float(), rep_masked.float())
@@ -646,8 +682,11 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
             target_tokens=target_tokens,
             masked_indices=masked_idx,
             visible_indices=visible_idx,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+            cross_attentions=cross_attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = [
@@ -658,5 +697,5 @@ __all__ = [
     "BrainVisEEGClassifierOutput",
     "BrainVisMaskedModelingOutput",
     "check_eeg_values",
-    "set_onednn_linear",
+    "classification_loss",
 ]
