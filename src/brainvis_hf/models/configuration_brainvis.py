@@ -23,6 +23,14 @@ EEG_IMAGENET_CLASS_WORDS: tuple[str, ...] = (
 
 PADDING_POLICIES = ("error", "zeros", "truncate")
 MASK_MODES = ("per_batch", "per_sample")
+INPUT_NORMALIZATIONS = (None, "recording")
+SPECTRUM_SCALINGS = (None, "log")
+FREQ_READOUTS = ("last", "mean")
+
+
+def _check_choice(config: PreTrainedConfig, name: str, choices: tuple) -> None:
+    if getattr(config, name) not in choices:
+        raise ValueError(f"{type(config).__name__}.{name} must be one of {choices}, got {getattr(config, name)!r}.")
 
 
 def _check_positive(config: PreTrainedConfig, *names: str) -> None:
@@ -85,6 +93,15 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
         codebook_loss_weight (`float`, defaults to 2.0): beta, weight of the codebook cross-entropy.
         label_smoothing (`float`, defaults to 0.2): label smoothing of the codebook cross-entropy.
         num_labels (`int`, defaults to 40): classes of `BrainVisTimeEncoderForEEGClassification`.
+        input_normalization (`str`, *optional*, defaults to `None`): opt-in. `"recording"` z-scores
+            every channel of every recording over time before the patch projection (removes
+            offsets and slow amplitude differences between recordings; unnormalised raw EEG
+            otherwise stalls training). `None` feeds the input as it is (the paper).
+        pooling_segments (`int`, defaults to 1): the pooled feature is the mean of the unit states
+            over this many contiguous segments of time, concatenated (`pooled_size = segments x
+            hidden_size`). 1 is the paper's mean over all units; more segments keep *when*
+            things happen, which a mean over phase-locked oscillations averages away
+            (`num_units` keeps every unit). See docs/training.md, "Why the chain did not learn".
     """
 
     model_type = "brainvis_time_encoder"
@@ -112,10 +129,13 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
     regression_loss_weight: float = 4.0
     codebook_loss_weight: float = 2.0
     label_smoothing: float = 0.2
+    input_normalization: str | None = None
+    pooling_segments: int = 1
 
     def __post_init__(self, **kwargs):
         _set_default_num_labels(self, kwargs, 40)
         self.enable_res_parameter = bool(self.enable_res_parameter)
+        _check_choice(self, "input_normalization", INPUT_NORMALIZATIONS)
         _check_positive(
             self, "num_channels", "num_samples", "wave_length", "hidden_size", "num_hidden_layers",
             "num_attention_heads", "intermediate_size", "codebook_size", "num_regressor_layers",
@@ -148,6 +168,11 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
             )
         if not 0.0 <= float(self.momentum) <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {self.momentum!r}.")
+        _check_positive(self, "pooling_segments")
+        if self.pooling_segments > self.num_units:
+            raise ValueError(
+                f"pooling_segments ({self.pooling_segments}) cannot exceed the number of units ({self.num_units})."
+            )
         super().__post_init__(**kwargs)
 
     @property
@@ -156,6 +181,11 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
         if self.padding == "zeros":
             return -(-self.num_samples // self.wave_length)
         return self.num_samples // self.wave_length
+
+    @property
+    def pooled_size(self) -> int:
+        """Width of the pooled feature (`pooler_output`): `pooling_segments * hidden_size`."""
+        return self.pooling_segments * self.hidden_size
 
     @property
     def num_masked_units(self) -> int:
@@ -174,6 +204,12 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
         num_lstm_layers (`int`, defaults to 1): LSTM layers (1 in the paper).
         feature_size (`int`, defaults to 128): width of the frequency feature (Linear + ReLU).
         num_labels (`int`, defaults to 40): classes of `BrainVisFreqEncoderForEEGClassification`.
+        spectrum_scaling (`str`, *optional*, defaults to `None`): opt-in. `"log"` feeds
+            `log(|FFT| + 1e-6)` standardised over the bins of each channel instead of `|FFT|`;
+            band power then reads on one scale across the 1/f spectrum. `None`: the paper's `|FFT|`.
+        readout (`str`, defaults to `"last"`): `"last"` reads the LSTM's last state (the paper),
+            which sees the highest frequencies last and forgets the low ones; `"mean"` averages
+            the states over all frequency steps.
     """
 
     model_type = "brainvis_freq_encoder"
@@ -183,9 +219,13 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
     lstm_hidden_size: int = 128
     num_lstm_layers: int = 1
     feature_size: int = 128
+    spectrum_scaling: str | None = None
+    readout: str = "last"
 
     def __post_init__(self, **kwargs):
         _set_default_num_labels(self, kwargs, 40)
+        _check_choice(self, "spectrum_scaling", SPECTRUM_SCALINGS)
+        _check_choice(self, "readout", FREQ_READOUTS)
         _check_positive(self, "num_channels", "num_samples", "lstm_hidden_size", "num_lstm_layers", "feature_size")
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be at least 2 to have a frequency bin, got {self.num_samples}.")
@@ -258,8 +298,8 @@ class BrainVisConfig(PreTrainedConfig):
 
     @property
     def feature_size(self) -> int:
-        """Width of the joint time-frequency feature, d + frequency feature size."""
-        return self.time_config.hidden_size + self.freq_config.feature_size
+        """Width of the joint time-frequency feature, pooled time size (d) + frequency feature size."""
+        return self.time_config.pooled_size + self.freq_config.feature_size
 
 
 __all__ = ["BrainVisConfig", "BrainVisFreqEncoderConfig", "BrainVisTimeEncoderConfig", "EEG_IMAGENET_CLASS_WORDS"]

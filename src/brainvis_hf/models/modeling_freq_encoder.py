@@ -33,6 +33,18 @@ def amplitude_spectrum(eeg_values: torch.Tensor) -> torch.Tensor:
     return amplitude.transpose(1, 2)
 
 
+def log_spectrum(amplitude: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """`log(|FFT| + eps)`, standardised over the frequency bins of each channel (B x F x C -> B x F x C).
+
+    The 1/f spectrum of EEG spans orders of magnitude; on a log scale band power differences read
+    alike at every frequency, and the standardisation removes each channel's overall level.
+    """
+    log_amplitude = (amplitude.float() + eps).log()
+    mean = log_amplitude.mean(dim=1, keepdim=True)
+    std = log_amplitude.std(dim=1, keepdim=True, correction=0)
+    return ((log_amplitude - mean) / (std + eps)).to(amplitude.dtype)
+
+
 class BrainVisFreqEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
     config_class = BrainVisFreqEncoderConfig
     config: BrainVisFreqEncoderConfig
@@ -83,10 +95,14 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
         config = self.config
         _, output_hidden_states, return_dict = self._output_flags(False, output_hidden_states, return_dict)
         check_eeg_values(eeg_values, config.num_channels, config.num_samples)
-        spectrum = amplitude_spectrum(eeg_values).to(self.projection.weight.dtype)
-        # zero initial state (nn.LSTM's default); the feature reads the last step
+        spectrum = amplitude_spectrum(eeg_values)
+        if config.spectrum_scaling == "log":
+            spectrum = log_spectrum(spectrum)
+        spectrum = spectrum.to(self.projection.weight.dtype)
+        # zero initial state (nn.LSTM's default); the paper's feature reads the last step
         states, _ = self.lstm(spectrum)
-        feature = F.relu(self.projection(states[:, -1]))
+        readout = states.mean(dim=1) if config.readout == "mean" else states[:, -1]
+        feature = F.relu(self.projection(readout))
         output = BaseModelOutputWithPooling(
             last_hidden_state=states,
             pooler_output=feature,
@@ -128,4 +144,5 @@ __all__ = [
     "BrainVisFreqEncoderModel",
     "BrainVisFreqEncoderForEEGClassification",
     "amplitude_spectrum",
+    "log_spectrum",
 ]

@@ -226,6 +226,25 @@ class BrainVisTimeTransformer(nn.Module):
         return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_states, attentions=all_attentions)
 
 
+def normalize_recordings(eeg_values: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Z-score every channel of every recording over time (in float32; flat channels become 0)."""
+    values = eeg_values.float()
+    mean = values.mean(dim=-1, keepdim=True)
+    std = values.std(dim=-1, keepdim=True, correction=0)
+    return ((values - mean) / (std + eps)).to(eeg_values.dtype)
+
+
+def pool_units(hidden_states: torch.Tensor, segments: int) -> torch.Tensor:
+    """Mean of B x n x d unit states over `segments` contiguous groups of units, concatenated: B x (segments * d).
+
+    `segments=1` is the plain mean over units (the paper). Groups differ in size by at most one
+    unit when `segments` does not divide n (`torch.tensor_split`).
+    """
+    if segments == 1:
+        return hidden_states.mean(dim=1)
+    return torch.cat([part.mean(dim=1) for part in hidden_states.tensor_split(segments, dim=1)], dim=-1)
+
+
 class BrainVisTimeEmbeddings(nn.Module):
     """Conv1d patch projection (kernel = stride = wave_length) and a learned position table."""
 
@@ -240,6 +259,8 @@ class BrainVisTimeEmbeddings(nn.Module):
     def project(self, eeg_values: torch.Tensor) -> torch.Tensor:
         """B x C x T -> B x n x d units, without positions (what the LMM tokenizer reads)."""
         config = self.config
+        if config.input_normalization == "recording":
+            eeg_values = normalize_recordings(eeg_values)
         remainder = eeg_values.shape[-1] % config.wave_length
         if remainder and config.padding == "zeros":
             eeg_values = F.pad(eeg_values, (0, config.wave_length - remainder))
@@ -453,7 +474,8 @@ class BrainVisTimeEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
 
 
 class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
-    """The time encoder: `last_hidden_state` (B x n x d) and its mean over units, `pooler_output` (B x d)."""
+    """The time encoder: `last_hidden_state` (B x n x d) and its mean over units, `pooler_output`
+    (B x d; B x `pooled_size` with `config.pooling_segments` > 1)."""
 
     def __init__(self, config: BrainVisTimeEncoderConfig):
         super().__init__(config)
@@ -479,7 +501,7 @@ class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
         hidden_states = encoded.last_hidden_state
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden_states,
-            pooler_output=hidden_states.mean(dim=1),
+            pooler_output=pool_units(hidden_states, config.pooling_segments),
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )
@@ -492,7 +514,7 @@ class BrainVisTimeEncoderForEEGClassification(BrainVisTimeEncoderPreTrainedModel
     def __init__(self, config: BrainVisTimeEncoderConfig):
         super().__init__(config)
         self.time_encoder = BrainVisTimeEncoderModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = nn.Linear(config.pooled_size, config.num_labels)
         self.post_init()
 
     def forward(
@@ -580,12 +602,16 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
     # -- masking ----------------------------------------------------------------------------
 
     def random_split(
-        self, batch_size: int, device: torch.device, noise: torch.Tensor | None = None
+        self,
+        batch_size: int,
+        device: torch.device,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Visible and masked unit indices (B x (n - m), B x m) from random permutations.
 
         With `noise` (B x n or n), the units are ordered by ascending noise instead (the last m are
-        masked), which makes the split reproducible.
+        masked), which makes the split reproducible; so does a `generator` (on `device`).
         """
         num_units, num_masked = self.config.num_units, self.config.num_masked_units
         if noise is not None:
@@ -596,9 +622,9 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
             order = noise.to(device).argsort(dim=-1)
             order = order.expand(batch_size, -1) if order.ndim == 1 else order
         elif self.config.mask_mode == "per_sample":
-            order = torch.rand(batch_size, num_units, device=device).argsort(dim=1)
+            order = torch.rand(batch_size, num_units, device=device, generator=generator).argsort(dim=1)
         else:
-            order = torch.randperm(num_units, device=device).unsqueeze(0).expand(batch_size, -1)
+            order = torch.randperm(num_units, device=device, generator=generator).unsqueeze(0).expand(batch_size, -1)
         return order[:, : num_units - num_masked], order[:, num_units - num_masked :]
 
     @staticmethod
@@ -606,11 +632,11 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         return states.gather(1, indices.unsqueeze(-1).expand(-1, -1, states.shape[-1]))
 
     @torch.no_grad()
-    def sample_tokens(self, units: torch.Tensor) -> torch.Tensor:
+    def sample_tokens(self, units: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Target tokens: one draw per unit from softmax(tokenizer(units)) (no gradient)."""
         logits = self.tokenizer(units).float()
         probs = logits.softmax(dim=-1).reshape(-1, logits.shape[-1])
-        return torch.multinomial(probs, 1).view(logits.shape[:-1])
+        return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
 
     # -- forward ----------------------------------------------------------------------------
 
@@ -622,10 +648,16 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        generator: torch.Generator | None = None,
+        target_tokens: torch.LongTensor | None = None,
     ) -> BrainVisMaskedModelingOutput | tuple:
         """One LMM pass over `eeg_values` (B x C x T).
 
         `noise` (optional, B x n or n) fixes the visible/masked split (see `random_split`).
+        `generator` (a `torch.Generator` on the input's device) draws the split and the codebook
+        targets, so in eval mode two calls with equally seeded generators give the same loss;
+        `target_tokens` (B x n codebook ids) replaces the sampled targets. Without them both
+        come from the global RNG, as in the original.
         `labels` is ignored (LMM is self-supervised); it is accepted so that a labelled batch of
         `BrainVisDataCollator` can be passed as it is.
         """
@@ -636,12 +668,19 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         check_eeg_values(eeg_values, config.num_channels, config.num_samples)
         embeddings = self.time_encoder.embeddings
         units = embeddings.project(eeg_values)
-        target_tokens = self.sample_tokens(units)
+        if target_tokens is None:
+            target_tokens = self.sample_tokens(units, generator)
+        elif tuple(target_tokens.shape) != tuple(units.shape[:2]):
+            raise ValueError(
+                f"target_tokens must have shape {tuple(units.shape[:2])} (batch, units), got {tuple(target_tokens.shape)}."
+            )
+        else:
+            target_tokens = target_tokens.to(units.device, torch.long)
         units = embeddings.add_positions(units)
         queries = self.mask_token.to(units.dtype) + embeddings.position_embeddings.weight.to(units.dtype)
 
         batch = units.shape[0]
-        visible_idx, masked_idx = self.random_split(batch, units.device, noise)
+        visible_idx, masked_idx = self.random_split(batch, units.device, noise, generator)
         visible = self._gather_units(units, visible_idx)
         masked = self._gather_units(units, masked_idx)
         queries = self._gather_units(queries.unsqueeze(0).expand(batch, -1, -1), masked_idx)
@@ -698,4 +737,6 @@ __all__ = [
     "BrainVisMaskedModelingOutput",
     "check_eeg_values",
     "classification_loss",
+    "normalize_recordings",
+    "pool_units",
 ]
