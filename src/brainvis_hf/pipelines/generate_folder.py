@@ -491,7 +491,7 @@ def generate_to_folder(
         seeds = [settings.image_seed(rec, k) for rec, (_, k) in zip(batch_records, batch)]
         out = pipe(
             eeg,
-            num_images_per_eeg=1,
+            num_images_per_prompt=1,
             num_inference_steps=settings.num_inference_steps,
             guidance_scale=settings.guidance_scale,
             refine=settings.refine,
