@@ -181,6 +181,10 @@ def test_epochs_to_dataset_dict_round_trips_through_prepare(tmp_path):
     loaded = load_prepared_dataset(tmp_path / "prepared")
     np.testing.assert_allclose(np.asarray(loaded["test"]["eeg"][0]), np.asarray(dd["test"]["eeg"][0]))
     assert dataset_signal_info(tmp_path / "prepared") == {"sfreq": 1000.0, "ch_names": NAMES}
+    # what training reads from the folder (and records in the model's config)
+    from brainvis_hf.training.stages import describe_data
+
+    assert describe_data(loaded, tmp_path / "prepared").signal == {"sfreq": 1000.0, "ch_names": NAMES}
 
 
 def test_dataset_dict_errors_are_one_line():
