@@ -101,8 +101,9 @@ def test_num_images_per_prompt_default_and_order(pipe):
 
 def test_num_images_per_eeg_is_a_deprecated_alias(pipe):
     eeg = make_eeg(1)
-    with pytest.warns(FutureWarning, match=r"`num_images_per_eeg` is deprecated .* use `num_images_per_prompt`"):
+    with pytest.warns(FutureWarning, match=r"`num_images_per_eeg` is deprecated .* use `num_images_per_prompt`") as record:
         old = pipe(eeg, num_images_per_eeg=2, generator=gen(3), output_type="np", **FAST).images
+    assert record[0].filename == __file__  # points at the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         new = pipe(eeg, num_images_per_prompt=2, generator=gen(3), output_type="np", **FAST).images

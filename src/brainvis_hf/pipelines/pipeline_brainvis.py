@@ -783,7 +783,7 @@ class BrainVisPipeline(DiffusionPipeline):
                 "`num_images_per_eeg` is deprecated and will be removed in the next release of brainvis-hf; use "
                 "`num_images_per_prompt` (same meaning; note its default is 1, the old default was 4).",
                 FutureWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of pipe(...), past torch.no_grad's wrapper
             )
             if num_images_per_prompt not in (1, old):
                 raise ValueError(
