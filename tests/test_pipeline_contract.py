@@ -8,6 +8,7 @@ determinism. Tiny random components (fixtures in _fixtures_diffusion.py); every 
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -171,6 +172,8 @@ def test_precomputed_embeddings_skip_the_encoders(pipe, tiny_alignment_model):
          r"either `refine_prompt` or `refine_prompt_embeds`, not both"),
         (dict(prompt_embeds=torch.zeros(1, 77, 32), negative_prompt_embeds=torch.zeros(1, 10, 32), guidance_scale=2.0, refine=False),
          r"`negative_prompt_embeds` \(10, 32\) and `prompt_embeds` \(77, 32\) must have the same"),
+        (dict(eeg_values=make_eeg(1), negative_prompt_embeds=torch.zeros(1, 10, 32), guidance_scale=2.0, refine=False),
+         r"`negative_prompt_embeds` \(10, 32\) and the EEG prompt embedding \(77, 32\) must have the same"),
     ],
 )
 def test_bad_embedding_arguments_are_refused(pipe, kwargs, message):
@@ -195,12 +198,10 @@ def test_encode_prompt_works_with_only_the_text_encoder_and_tokenizer(tiny_sd_co
     assert text_only.encode_prompt("canoe", "cpu")[1] is None
     again, _ = text_only.encode_prompt(None, "cpu", num_images_per_prompt=3, prompt_embeds=direct[:1])
     torch.testing.assert_close(again, direct[[0, 0, 0]])
-    # the embeddings come in the text encoder's dtype
-    text_only.text_encoder.to(torch.bfloat16)
-    try:
-        assert text_only.encode_prompt("canoe", "cpu")[0].dtype == torch.bfloat16
-    finally:
-        text_only.text_encoder.to(torch.float32)
+    # the embeddings come in the text encoder's dtype (a copy: the fixture's weights are shared)
+    half = BrainVisPipeline(eeg_encoder=None, vae=None, unet=None, scheduler=None,
+                            text_encoder=copy.deepcopy(text_encoder).to(torch.bfloat16), tokenizer=tokenizer)  # fmt: skip
+    assert half.encode_prompt("canoe", "cpu")[0].dtype == torch.bfloat16
 
 
 # ---------------------------------------------------------------------------------------------

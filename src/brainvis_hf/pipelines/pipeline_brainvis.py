@@ -836,6 +836,11 @@ class BrainVisPipeline(DiffusionPipeline):
         stage1_negative = refine_negative = empty = None
         if negative_prompt_embeds is not None:
             stage1_negative = self._per_image(negative_prompt_embeds, batch_size, n, device)
+            if guidance_scale > 1 and stage1_negative.shape[1:] != stage1_embeds.shape[1:]:
+                raise ValueError(
+                    f"`negative_prompt_embeds` {tuple(stage1_negative.shape[1:])} and the EEG prompt embedding "
+                    f"{tuple(stage1_embeds.shape[1:])} must have the same sequence length and width."
+                )
         if refine_negative_prompt_embeds is not None:
             refine_negative = self._per_image(refine_negative_prompt_embeds, batch_size, n, device)
         elif refine:
