@@ -165,7 +165,7 @@ class CallRecorder:
 def run_pipeline(pipe, eeg, args):
     return pipe(
         eeg,
-        num_images_per_eeg=args.images_per_eeg,
+        num_images_per_prompt=args.images_per_eeg,
         num_inference_steps=args.steps,
         refine_num_inference_steps=args.refine_steps,
         generator=torch.Generator().manual_seed(0),

@@ -79,7 +79,7 @@ def test_images_are_the_pipeline_images_with_the_recorded_seeds(npy_run, tiny_pi
     manifest = _manifest(npy_run)
     eeg = np.load(eeg_npy)
     seeds = [im["seed"] for im in manifest["images"]]
-    out = pipe(eeg, num_images_per_eeg=2, num_inference_steps=2, refine_num_inference_steps=3,
+    out = pipe(eeg, num_images_per_prompt=2, num_inference_steps=2, refine_num_inference_steps=3,
                generator=pipe.generators_from_seeds(seeds), return_stage1_images=True, output_type="pil")  # fmt: skip
     for j, im in enumerate(manifest["images"]):
         written = np.asarray(PIL.Image.open(npy_run / im["file"]), dtype=np.int16)

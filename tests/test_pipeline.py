@@ -12,7 +12,7 @@ import torch
 from brainvis_hf.pipelines import BrainVisPipeline, BrainVisPipelineOutput
 
 # 2 stage-1 steps, 2 refinement steps (int(3 * 0.85)), 2 samples per EEG: keeps each call < 1 s
-FAST = dict(num_images_per_eeg=2, num_inference_steps=2, refine_num_inference_steps=3)
+FAST = dict(num_images_per_prompt=2, num_inference_steps=2, refine_num_inference_steps=3)
 
 
 def make_eeg(batch: int = 2, length: int = 440, seed: int = 0) -> torch.Tensor:
@@ -90,10 +90,13 @@ def test_batched_equals_one_by_one(tiny_brainvis_pipeline):
     batched = pipe(eeg, generator=gen(7), output_type="np", **FAST).images
     again = pipe(eeg, generator=gen(7), output_type="np", **FAST).images
     np.testing.assert_array_equal(batched, again)
-    # one EEG per call, the same generator object carried on
-    g = gen(7)
-    one_by_one = np.concatenate([pipe(eeg[i], generator=g, output_type="np", **FAST).images for i in range(3)])
-    np.testing.assert_allclose(one_by_one, batched, atol=1e-5)
+    # one EEG per call with per-image generators (the list form) gives the batched images
+    seeds = list(range(100, 106))
+    listed = pipe(eeg, generator=pipe.generators_from_seeds(seeds), output_type="np", **FAST).images
+    one_by_one = np.concatenate(
+        [pipe(eeg[i], generator=pipe.generators_from_seeds(seeds[2 * i : 2 * i + 2]), output_type="np", **FAST).images for i in range(3)]
+    )
+    np.testing.assert_allclose(one_by_one, listed, atol=1e-5)
     # UNet / VAE chunks of one row give the same images
     chunked = pipe(eeg, generator=gen(7), output_type="np", max_batch_size=1, **FAST).images
     np.testing.assert_allclose(chunked, batched, atol=1e-5)
@@ -105,7 +108,7 @@ def test_list_of_generators_maps_to_images(tiny_brainvis_pipeline):
     pipe, eeg = tiny_brainvis_pipeline, make_eeg(2)
     seeds = [11, 12, 13, 14]  # EEG-major: (eeg 0, sample 0), (0, 1), (1, 0), (1, 1)
     batched = pipe(eeg, generator=pipe.generators_from_seeds(seeds), output_type="np", **FAST).images
-    fast1 = dict(FAST, num_images_per_eeg=1)
+    fast1 = dict(FAST, num_images_per_prompt=1)
     for j, seed in enumerate(seeds):
         single = pipe(eeg[j // 2], generator=[gen(seed)], output_type="np", **fast1).images
         np.testing.assert_allclose(single[0], batched[j], atol=1e-5)
@@ -135,13 +138,13 @@ def test_refine_off_gives_the_stage1_images(tiny_brainvis_pipeline):
 def test_refinement_prompts(tiny_brainvis_pipeline, monkeypatch):
     pipe, eeg = tiny_brainvis_pipeline, make_eeg(2)
     seen: list[list[str]] = []
-    original = pipe.encode_prompt
+    original = pipe._encode_text
 
     def spy(prompts, device):
         seen.append(list(prompts))
         return original(prompts, device)
 
-    monkeypatch.setattr(pipe, "encode_prompt", spy)
+    monkeypatch.setattr(pipe, "_encode_text", spy)
     out = pipe(eeg, generator=gen(), output_type="np", **FAST)
     assert seen == [[""], out.predicted_labels]  # empty prompt (guidance 7.5), then the class words
     seen.clear()
@@ -158,7 +161,7 @@ def test_stage1_guidance_against_a_manual_step(tiny_brainvis_pipeline, tiny_alig
     pipe, eeg = tiny_brainvis_pipeline, make_eeg(1)
     scale = 4.0
     noise = torch.randn(1, 4, 16, 16, generator=gen(5))
-    got = pipe(eeg, latents=noise, num_images_per_eeg=1, num_inference_steps=1, guidance_scale=scale,
+    got = pipe(eeg, latents=noise, num_images_per_prompt=1, num_inference_steps=1, guidance_scale=scale,
                refine=False, output_type="latent").images  # fmt: skip
     # independent computation: one PLMS step on uncond + scale * (cond - uncond)
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
@@ -173,7 +176,7 @@ def test_stage1_guidance_against_a_manual_step(tiny_brainvis_pipeline, tiny_alig
         eps_u = pipe.unet(x, t, encoder_hidden_states=uncond).sample
     expected = scheduler.step(eps_u + scale * (eps_c - eps_u), t, x).prev_sample
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-    unguided = pipe(eeg, latents=noise, num_images_per_eeg=1, num_inference_steps=1, refine=False, output_type="latent").images
+    unguided = pipe(eeg, latents=noise, num_images_per_prompt=1, num_inference_steps=1, refine=False, output_type="latent").images
     assert not torch.allclose(unguided, got, atol=1e-4)
 
 
@@ -205,10 +208,12 @@ def test_scheduler_swap(tiny_brainvis_pipeline, scheduler_name):
     assert pipe.config.scheduler[1] == scheduler_name
     swapped = pipe(eeg, generator=gen(), output_type="np", **FAST).images
     assert np.isfinite(swapped).all() and not np.allclose(swapped, plms, atol=1e-3)
-    # the ancestral sampler draws noise at every step: still independent of batching
-    g = gen()
-    one_by_one = np.concatenate([pipe(eeg[i], generator=g, output_type="np", **FAST).images for i in range(2)])
-    np.testing.assert_allclose(one_by_one, swapped, atol=1e-5)
+    # the ancestral sampler draws noise at every step: with per-image generators still independent of batching
+    listed = pipe(eeg, generator=pipe.generators_from_seeds([1, 2, 3, 4]), output_type="np", **FAST).images
+    one_by_one = np.concatenate(
+        [pipe(eeg[i], generator=pipe.generators_from_seeds([2 * i + 1, 2 * i + 2]), output_type="np", **FAST).images for i in range(2)]
+    )
+    np.testing.assert_allclose(one_by_one, listed, atol=1e-5)
 
 
 def test_callback_on_step_end(tiny_brainvis_pipeline):
@@ -221,8 +226,8 @@ def test_callback_on_step_end(tiny_brainvis_pipeline):
 
     pipe(eeg, generator=gen(), output_type="latent", callback_on_step_end=record,
          callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"], **FAST)  # fmt: skip
-    # PLMS evaluates its first timestep twice: 3 steps per stage here
-    assert calls == [(stage, i, (2, 4, 16, 16), (2, 77, 32)) for stage in ("stage1", "refine") for i in range(3)]
+    # PLMS evaluates its first timestep twice: 3 steps per stage here, counted across both stages
+    assert calls == [(stage, 3 * k + i, (2, 4, 16, 16), (2, 77, 32)) for k, stage in enumerate(("stage1", "refine")) for i in range(3)]
 
     def zero_at_the_end(p, step, timestep, kwargs):
         if p.stage == "refine" and step == p.num_timesteps - 1:
@@ -341,7 +346,8 @@ _NAN = _OK.clone()
 _NAN[1, 3, 7] = float("nan")
 
 BAD_INPUTS = [
-    ("list", [[0.0]], {}, TypeError, r"must be a torch.Tensor or a numpy.ndarray .* got list"),
+    ("list", [[0.0]], {}, TypeError, r"`eeg_values\[0\]`: `eeg_values` must be a torch.Tensor or a numpy.ndarray .* got list"),
+    ("dict", {"a": 1}, {}, TypeError, r"must be a torch.Tensor or a numpy.ndarray .* got dict"),
     ("int tensor", torch.zeros(2, 128, 440, dtype=torch.int64), {}, TypeError, r"floating-point .* got dtype torch.int64"),
     ("str array", np.array([["a"]]), {}, TypeError, r"floating-point .* dtype <U1"),
     ("1-d", torch.zeros(440), {}, ValueError, r"shape \(C, T\) or \(B, C, T\) = \(128, 440\) .* got shape \(440,\)"),
@@ -356,7 +362,7 @@ BAD_INPUTS = [
     ("steps 0", _OK, {"num_inference_steps": 0}, ValueError, r"`num_inference_steps` must be an integer >= 1, got 0"),
     ("refine steps 0", _OK, {"refine_num_inference_steps": 0}, ValueError, r"`refine_num_inference_steps` must be an integer >= 1"),
     ("no refine step", _OK, {"refine_num_inference_steps": 1, "refine_strength": 0.5}, ValueError, r"leaves no refinement step"),
-    ("samples 0", _OK, {"num_images_per_eeg": 0}, ValueError, r"`num_images_per_eeg` must be an integer >= 1, got 0"),
+    ("samples 0", _OK, {"num_images_per_prompt": 0}, ValueError, r"`num_images_per_prompt` must be an integer >= 1, got 0"),
     ("batch 0", _OK, {"max_batch_size": 0}, ValueError, r"`max_batch_size` must be an integer >= 1"),
     ("prompt count", _OK, {"refine_prompt": ["a", "b", "c"]}, ValueError,
      r"`refine_prompt` has 3 prompts; expected one string or one per EEG recording \(2\)"),
@@ -364,7 +370,7 @@ BAD_INPUTS = [
     ("output type", _OK, {"output_type": "jpeg"}, ValueError, r"`output_type` must be one of pil, np, pt, latent, got 'jpeg'"),
     ("height", _OK, {"height": 31}, ValueError, r"`height` must be a positive multiple of 2 .* got 31"),
     ("generators", _OK, {"generator": [torch.Generator()] * 3}, ValueError,
-     r"list of 3 generators; expected one per image, batch_size \* num_images_per_eeg = 2 \* 2 = 4"),
+     r"list of 3 generators; expected one per image, batch_size \* num_images_per_prompt = 2 \* 2 = 4"),
     ("latents", _OK, {"latents": torch.zeros(4, 4, 8, 8)}, ValueError, r"`latents` must have shape \(4, 4, 16, 16\) .* got \(4, 4, 8, 8\)"),
     ("callback inputs", _OK, {"callback_on_step_end_tensor_inputs": ["noise"]}, ValueError, r"has to be in .* found \['noise'\]"),
     ("guidance", _OK, {"guidance_scale": -1.0}, ValueError, r"`guidance_scale` must be >= 0"),

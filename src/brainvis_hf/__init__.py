@@ -39,6 +39,15 @@ _LAZY_IMPORTS: dict[str, str] = {
     "write_synthetic_eeg_imagenet": ".data",
     "prepare_dataset": ".data",
     "load_prepared_dataset": ".data",
+    # EEG users' formats (MNE input, braindecode export, signal metadata)
+    "epochs_to_eeg_values": ".data.mne_io",
+    "raw_to_eeg_values": ".data.mne_io",
+    "epochs_to_dataset_dict": ".data.mne_io",
+    "to_braindecode_arrays": ".data.braindecode_io",
+    "save_braindecode_arrays": ".data.braindecode_io",
+    "load_braindecode_arrays": ".data.braindecode_io",
+    "to_braindecode_dataset": ".data.braindecode_io",
+    "set_signal_info": ".models.configuration_brainvis",
     # training
     "train_stage": ".training",
     "compute_clip_targets": ".data.clip_targets",
@@ -82,7 +91,14 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         prepare_dataset,
         write_synthetic_eeg_imagenet,
     )
+    from .data.braindecode_io import (
+        load_braindecode_arrays,
+        save_braindecode_arrays,
+        to_braindecode_arrays,
+        to_braindecode_dataset,
+    )
     from .data.clip_targets import compute_clip_targets, load_clip_targets
+    from .data.mne_io import epochs_to_dataset_dict, epochs_to_eeg_values, raw_to_eeg_values
     from .data.labels import EEG_IMAGENET_WNIDS, WNID_TO_WORDS
     from .demo import run_demo
     from .evaluation import (
@@ -104,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         BrainVisTimeEncoderForMaskedModeling,
         BrainVisTimeEncoderModel,
     )
+    from .models.configuration_brainvis import set_signal_info
     from .models.convert_original import convert_original_checkpoints
     from .pipelines import BrainVisPipeline, BrainVisPipelineOutput, assemble_brainvis_pipeline
     from .training import train_stage

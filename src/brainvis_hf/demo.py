@@ -408,7 +408,7 @@ def _run_demo(
     prepare_dataset(
         dataset_dict,
         data_dir,
-        card_metadata={"pretty_name": "Synthetic EEG-ImageNet (brainvis demo)"},
+        card_metadata={"pretty_name": "Synthetic EEG-ImageNet (brainvis demo)", "eeg_signal": {"sfreq": 1000.0}},
         preprocessing={
             "source": "brainvis_hf.data.write_synthetic_eeg_imagenet (synthetic, not real EEG)",
             "seed": seed, "difficulty": settings.difficulty, "split_num": 0, "subject": 0,

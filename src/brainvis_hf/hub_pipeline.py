@@ -209,7 +209,7 @@ def pipeline_model_card(
             "",
             f'pipe = BrainVisPipeline.from_pretrained("{usage_repo}")',
             "eeg = torch.randn(1, 128, 440)  # one recording: channels x samples (1 kHz, 20-460 ms)",
-            "out = pipe(eeg, num_images_per_eeg=4, generator=torch.Generator().manual_seed(0))",
+            "out = pipe(eeg, num_images_per_prompt=4, generator=torch.Generator().manual_seed(0))",
             'out.images[0].save("reconstruction.png"); print(out.predicted_labels)',
             "```",
             "",

@@ -145,7 +145,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         }
         try:
             prepare_dataset(dataset_dict, output, max_shard_size=args.max_shard_size,
-                            preprocessing=preprocessing, overwrite=args.overwrite)
+                            preprocessing=preprocessing, overwrite=args.overwrite,
+                            card_metadata={"eeg_signal": {"sfreq": 1000.0}})  # EEG-ImageNet: 1 kHz
         except FileExistsError as err:
             print(f"brainvis data prepare: error: {err}", file=sys.stderr)
             return 2

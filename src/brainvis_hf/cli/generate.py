@@ -4,8 +4,9 @@
         --num-images-per-eeg 4 --steps 50 --refine-steps 100 --no-refine --seed 0 --batch-size 8
         --device cuda --dtype float16]
 
-INPUT is a prepared data folder (`brainvis data prepare`), a .npy / .pt array (C x T or N x C x T)
-or an EEG-ImageNet signals file (.pth) with --indices. Writes images/, stage1/, ground_truth/,
+INPUT is a prepared data folder (`brainvis data prepare`), a .npy / .pt array (C x T or N x C x T),
+an EEG-ImageNet signals file (.pth) with --indices, or MNE epochs (*-epo.fif: channels picked by
+the model's ch_names, resampled to its sfreq and cut to its window; needs the `mne` extra). Writes images/, stage1/, ground_truth/,
 manifest.json and contact_sheet.png (see docs/pipeline.md); resumes where a previous run stopped.
 Run it under `accelerate launch` to split the work across processes / GPUs.
 """
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="BrainVisPipeline folder or Hub repo (or an alignment model with --sd)")
     p.add_argument("--sd", default=None, metavar="DIR_OR_REPO",
                    help="assemble the pipeline from --model (an alignment model) and this Stable Diffusion v1.x model")  # fmt: skip
-    p.add_argument("--eeg", required=True, help="prepared data folder, .npy/.pt array, or EEG-ImageNet signals .pth file")
+    p.add_argument("--eeg", required=True, help="prepared data folder, .npy/.pt array, EEG-ImageNet signals .pth file, or MNE -epo.fif epochs")
     p.add_argument("--output", required=True, help="output folder (created; resumed when it exists)")
     p.add_argument("--split", default="test", help="split of a prepared data folder")
     p.add_argument("--indices", default=None, help="rows / recording indices to use, e.g. 0,3,10-19 (default: all)")
@@ -78,12 +79,20 @@ def run(args: argparse.Namespace) -> int:
     for name in ("num_images_per_eeg", "steps", "refine_steps", "batch_size", "contact_sheet_rows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    records = load_eeg_records(args.eeg, split=args.split, indices=parse_indices(args.indices), image_root=args.image_root)
-    if not records:
-        raise ValueError(f"--eeg {args.eeg}: no recordings selected.")
+    is_mne = str(args.eeg).lower().endswith((".fif", ".fif.gz"))
     state = PartialState(cpu=args.device == "cpu")
     device = args.device or (state.device if state.num_processes > 1 or torch.cuda.is_available() else "cpu")
-    pipe = _load_pipeline(args, device, None if args.dtype == "float32" else getattr(torch, args.dtype))
+    pipe = None
+    if is_mne:  # MNE epochs are fitted to the model (channels, rate, window): load it first
+        pipe = _load_pipeline(args, device, None if args.dtype == "float32" else getattr(torch, args.dtype))
+    records = load_eeg_records(
+        args.eeg, split=args.split, indices=parse_indices(args.indices), image_root=args.image_root,
+        model_config=pipe.eeg_encoder.config if pipe is not None else None,
+    )  # fmt: skip
+    if not records:
+        raise ValueError(f"--eeg {args.eeg}: no recordings selected.")
+    if pipe is None:
+        pipe = _load_pipeline(args, device, None if args.dtype == "float32" else getattr(torch, args.dtype))
     settings = GenerationSettings(
         num_images_per_eeg=args.num_images_per_eeg,
         num_inference_steps=args.steps,

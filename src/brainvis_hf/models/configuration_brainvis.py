@@ -47,6 +47,80 @@ def _check_probability(config: PreTrainedConfig, *names: str) -> None:
             raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}.")
 
 
+def _json_safe(value):
+    """NumPy arrays / scalars (as in ``mne.Info["chs"]``) -> plain JSON values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN (unknown electrode position) -> null
+        return None
+    return value
+
+
+def _check_signal_info(config: PreTrainedConfig, num_channels: int) -> None:
+    """Validate and normalise ``sfreq``, ``ch_names`` and ``chs_info`` (braindecode's signal metadata)."""
+    name = type(config).__name__
+    if config.sfreq is not None:
+        if isinstance(config.sfreq, bool) or not isinstance(config.sfreq, (int, float)) or not 0 < float(config.sfreq) < float("inf"):
+            raise ValueError(f"{name}.sfreq must be a positive sampling rate in Hz or None, got {config.sfreq!r}.")
+        config.sfreq = float(config.sfreq)
+    if config.chs_info is not None:
+        chs = _json_safe(list(config.chs_info))
+        if not all(isinstance(ch, dict) and isinstance(ch.get("ch_name"), str) for ch in chs):
+            raise ValueError(f"{name}.chs_info must be a list of dicts with a 'ch_name' string (like mne.Info['chs']).")
+        config.chs_info = chs
+        from_chs = [ch["ch_name"] for ch in chs]
+        if config.ch_names is None:
+            config.ch_names = from_chs
+        elif list(config.ch_names) != from_chs:
+            raise ValueError(f"{name}.ch_names and the names in {name}.chs_info differ.")
+    if config.ch_names is not None:
+        names = list(config.ch_names)
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"{name}.ch_names must be a list of non-empty strings or None.")
+        if len(names) != num_channels:
+            raise ValueError(f"{name}.ch_names has {len(names)} names but the model has num_channels={num_channels}.")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{name}.ch_names has duplicate channel names: {duplicates[:10]}.")
+        config.ch_names = names
+
+
+def set_signal_info(
+    config: PreTrainedConfig,
+    sfreq: float | None = None,
+    ch_names: list[str] | None = None,
+    chs_info: list[dict] | None = None,
+) -> None:
+    """Record the input's sampling rate and channels in ``config`` (and, for a ``BrainVisConfig``,
+    in both branches' configurations, which describe the same input).
+
+    ``None`` leaves a field as it is. A value that disagrees with what a configuration already
+    records raises a ``ValueError`` naming both: a model trained at one rate or montage must not be
+    silently relabelled.
+    """
+    configs = {type(config).__name__: config}
+    for sub in ("time_config", "freq_config"):
+        if isinstance(getattr(config, sub, None), PreTrainedConfig):
+            configs[f"{type(config).__name__}.{sub}"] = getattr(config, sub)
+    for field, value in (("sfreq", sfreq), ("ch_names", ch_names), ("chs_info", chs_info)):
+        known = {f"{k}.{field}": getattr(c, field) for k, c in configs.items() if getattr(c, field, None) is not None}
+        if value is not None:
+            known["new value"] = float(value) if field == "sfreq" else _json_safe(list(value))
+        values = list(known.values())
+        if any(v != values[0] for v in values[1:]):
+            shown = "; ".join(f"{k}={v!r}"[:160] for k, v in known.items())
+            raise ValueError(f"Conflicting {field}: {shown}.")
+        if values:
+            for c in configs.values():
+                setattr(c, field, values[0])
+    for c in configs.values():
+        _check_signal_info(c, int(getattr(config, "num_channels")))
+
+
 def _set_default_num_labels(config: PreTrainedConfig, kwargs: dict, default: int) -> None:
     if config.id2label is None and kwargs.get("num_labels") is None:
         kwargs["num_labels"] = default
@@ -102,6 +176,13 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
             hidden_size`). 1 is the paper's mean over all units; more segments keep *when*
             things happen, which a mean over phase-locked oscillations averages away
             (`num_units` keeps every unit). See docs/training.md, "Why the chain did not learn".
+        sfreq (`float`, *optional*): sampling rate in Hz of the EEG the model expects (EEG-ImageNet:
+            1000). `None` when unknown (configurations saved before this field); MNE input then
+            assumes EEG-ImageNet's 1000 Hz.
+        ch_names (`list[str]`, *optional*): the channel names in input order (`num_channels` of
+            them), as braindecode models record them; MNE input is picked and reordered by them.
+        chs_info (`list[dict]`, *optional*): per-channel information like `mne.Info["chs"]`
+            (JSON-safe: arrays stored as lists); its `ch_name`s give `ch_names` when those are unset.
     """
 
     model_type = "brainvis_time_encoder"
@@ -131,6 +212,9 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
     label_smoothing: float = 0.2
     input_normalization: str | None = None
     pooling_segments: int = 1
+    sfreq: float | None = None
+    ch_names: list[str] | None = None
+    chs_info: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
         _set_default_num_labels(self, kwargs, 40)
@@ -173,6 +257,7 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
             raise ValueError(
                 f"pooling_segments ({self.pooling_segments}) cannot exceed the number of units ({self.num_units})."
             )
+        _check_signal_info(self, self.num_channels)
         super().__post_init__(**kwargs)
 
     @property
@@ -210,6 +295,13 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
         readout (`str`, defaults to `"last"`): `"last"` reads the LSTM's last state (the paper),
             which sees the highest frequencies last and forgets the low ones; `"mean"` averages
             the states over all frequency steps.
+        sfreq (`float`, *optional*): sampling rate in Hz of the EEG the model expects (EEG-ImageNet:
+            1000). `None` when unknown (configurations saved before this field); MNE input then
+            assumes EEG-ImageNet's 1000 Hz.
+        ch_names (`list[str]`, *optional*): the channel names in input order (`num_channels` of
+            them), as braindecode models record them; MNE input is picked and reordered by them.
+        chs_info (`list[dict]`, *optional*): per-channel information like `mne.Info["chs"]`
+            (JSON-safe: arrays stored as lists); its `ch_name`s give `ch_names` when those are unset.
     """
 
     model_type = "brainvis_freq_encoder"
@@ -221,6 +313,9 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
     feature_size: int = 128
     spectrum_scaling: str | None = None
     readout: str = "last"
+    sfreq: float | None = None
+    ch_names: list[str] | None = None
+    chs_info: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
         _set_default_num_labels(self, kwargs, 40)
@@ -229,6 +324,7 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
         _check_positive(self, "num_channels", "num_samples", "lstm_hidden_size", "num_lstm_layers", "feature_size")
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be at least 2 to have a frequency bin, got {self.num_samples}.")
+        _check_signal_info(self, self.num_channels)
         super().__post_init__(**kwargs)
 
     @property
@@ -257,6 +353,15 @@ class BrainVisConfig(PreTrainedConfig):
         alignment_classification_loss_weight (`float`, defaults to 0.0): weight of the class
             cross-entropy added to the alignment loss when `labels` are given (0 in the paper:
             the alignment stage trains on the CLIP loss only; the CE is still reported).
+        sfreq (`float`, *optional*): sampling rate in Hz of the EEG the model expects (EEG-ImageNet:
+            1000). `None` when unknown (configurations saved before this field); MNE input then
+            assumes EEG-ImageNet's 1000 Hz.
+        ch_names (`list[str]`, *optional*): the channel names in input order (`num_channels` of
+            them), as braindecode models record them; MNE input is picked and reordered by them.
+        chs_info (`list[dict]`, *optional*): per-channel information like `mne.Info["chs"]`
+            (JSON-safe: arrays stored as lists); its `ch_name`s give `ch_names` when those are unset.
+            The unified model's values and its branches' are kept equal: a value set on either
+            is copied to the others (different values are refused).
     """
 
     model_type = "brainvis"
@@ -268,6 +373,9 @@ class BrainVisConfig(PreTrainedConfig):
     prompt_embed_dim: int = 768
     eeg_time_window: tuple[int, int] | list[int] = (20, 460)
     alignment_classification_loss_weight: float = 0.0
+    sfreq: float | None = None
+    ch_names: list[str] | None = None
+    chs_info: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") in (None, len(EEG_IMAGENET_CLASS_WORDS)):
@@ -285,6 +393,8 @@ class BrainVisConfig(PreTrainedConfig):
                 raise ValueError(
                     f"time_config.{name} ({time_value}) and freq_config.{name} ({freq_value}) must be equal."
                 )
+        _check_signal_info(self, self.num_channels)
+        set_signal_info(self)
 
     @property
     def num_channels(self) -> int:
@@ -302,4 +412,10 @@ class BrainVisConfig(PreTrainedConfig):
         return self.time_config.pooled_size + self.freq_config.feature_size
 
 
-__all__ = ["BrainVisConfig", "BrainVisFreqEncoderConfig", "BrainVisTimeEncoderConfig", "EEG_IMAGENET_CLASS_WORDS"]
+__all__ = [
+    "BrainVisConfig",
+    "BrainVisFreqEncoderConfig",
+    "BrainVisTimeEncoderConfig",
+    "EEG_IMAGENET_CLASS_WORDS",
+    "set_signal_info",
+]

@@ -198,15 +198,19 @@ def load_eeg_records(
     split: str = "test",
     indices: Sequence[int] | None = None,
     image_root: str | os.PathLike | None = None,
+    model_config=None,
 ) -> list[EEGRecord]:
     """Read the EEG recordings to generate from.
 
     Args:
         source: a prepared data folder (``brainvis data prepare``; uses ``split``, ground truth from
             its ``image`` column), a ``.npy`` array or ``.pt`` tensor of shape ``(C, T)`` or
-            ``(N, C, T)``, or an EEG-ImageNet signals file (``.pth`` dict with ``dataset``,
-            ``labels``, ``images``; ground truth from ``image_root``).
-        indices: rows (prepared split, arrays) or recording indices (signals file) to use.
+            ``(N, C, T)``, an EEG-ImageNet signals file (``.pth`` dict with ``dataset``,
+            ``labels``, ``images``; ground truth from ``image_root``), or an MNE epochs file
+            (``*-epo.fif``; needs ``model_config`` and the ``mne`` extra: channels picked by the
+            model's ``ch_names``, resampled to its ``sfreq``, cut to its window; EEG id = epoch index).
+        indices: rows (prepared split, arrays, epochs) or recording indices (signals file) to use.
+        model_config: the EEG encoder's configuration (for MNE input).
     """
     path = Path(source)
     if not path.exists():
@@ -219,6 +223,22 @@ def load_eeg_records(
             array = np.load(path, allow_pickle=False)
         except ValueError as err:
             raise ValueError(f"{path}: not a plain numeric .npy array ({err}).") from err
+        return _array_records(array, path, indices)
+    if suffix == ".fif" or path.name.lower().endswith((".fif.gz",)):
+        if model_config is None:
+            raise ValueError(f"--eeg: {path}: MNE input needs the model's configuration (model_config).")
+        import mne
+
+        from ..data.mne_io import epochs_to_eeg_values
+
+        try:
+            epochs = mne.read_epochs(path, preload=True, verbose="error")
+        except Exception as err:  # MNE raises several types for files that are not epochs
+            raise ValueError(f"--eeg: {path}: cannot read it as MNE epochs ({type(err).__name__}: {err}).") from err
+        try:
+            array = epochs_to_eeg_values(epochs, model_config)
+        except ValueError as err:
+            raise ValueError(f"--eeg: {path}: {err}") from None
         return _array_records(array, path, indices)
     if suffix in (".pt", ".pth"):
         from ..data.eeg_imagenet import load_signals, safe_torch_load
@@ -236,7 +256,7 @@ def load_eeg_records(
         if not data.dtype.is_floating_point:
             raise ValueError(f"{path}: expected a floating-point EEG tensor, got dtype {data.dtype}.")
         return _array_records(data.float().numpy(), path, indices)
-    raise ValueError(f"--eeg: {path} is neither a prepared data folder nor a .npy / .pt / .pth file.")
+    raise ValueError(f"--eeg: {path} is neither a prepared data folder nor a .npy / .pt / .pth / -epo.fif file.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,7 +511,7 @@ def generate_to_folder(
         seeds = [settings.image_seed(rec, k) for rec, (_, k) in zip(batch_records, batch)]
         out = pipe(
             eeg,
-            num_images_per_eeg=1,
+            num_images_per_prompt=1,
             num_inference_steps=settings.num_inference_steps,
             guidance_scale=settings.guidance_scale,
             refine=settings.refine,

@@ -62,6 +62,7 @@ class DataInfo:
     id2label: dict[int, str]
     split_sizes: dict[str, int]
     name: str = ""
+    signal: dict[str, Any] | None = None  # {"sfreq", "ch_names"} recorded with the data, if any
 
 
 def describe_data(dataset_dict, data_dir: str | os.PathLike) -> DataInfo:
@@ -88,7 +89,27 @@ def describe_data(dataset_dict, data_dir: str | os.PathLike) -> DataInfo:
         id2label=id2label,
         split_sizes={name: len(split) for name, split in dataset_dict.items()},
         name=Path(data_dir).name,
+        signal=_data_signal_info(dataset_dict, data_dir),
     )
+
+
+def _data_signal_info(dataset_dict, data_dir) -> dict[str, Any] | None:
+    """Sampling rate / channel names recorded with the data (card YAML ``eeg_signal``)."""
+    from ..data.mne_io import dataset_signal_info
+
+    return dataset_signal_info(data_dir) or dataset_signal_info(dataset_dict)
+
+
+def record_data_signal_info(config, data: DataInfo) -> None:
+    """Write the data's sampling rate and channel names into the model's configuration (a
+    mismatch with what the configuration already records is an error naming both)."""
+    from ..models.configuration_brainvis import set_signal_info
+
+    if data.signal:
+        try:
+            set_signal_info(config, sfreq=data.signal.get("sfreq"), ch_names=data.signal.get("ch_names"))
+        except ValueError as err:
+            raise ValueError(f"The data in {data.path} does not match the model: {err}") from None
 
 
 def _training_splits(dataset_dict, protocol: str, data_dir) -> tuple[Any, Any, str, dict[str, Any]]:
@@ -504,6 +525,7 @@ def train_stage(
     model, model_source = build_stage_model(
         stage, data, preset=preset, config_path=config, init=init_dirs, prompt_shape=prompt_shape
     )
+    record_data_signal_info(model.config, data)
     if not resume:
         _prepare_output_dir(output_dir, resume=False, overwrite_output=overwrite_output)
     train_set, select_set, select_split, final_sets = _training_splits(dataset_dict, protocol, data_dir)
