@@ -59,6 +59,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "WNID_TO_WORDS": ".data.labels",
     # evaluation
     "evaluate_generated": ".evaluation",
+    "linear_baseline_accuracy": ".evaluation",
     "linear_probe_accuracy": ".evaluation",
     "n_way_top_k_accuracy": ".evaluation",
     "eeg_classification_metrics": ".evaluation",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from .evaluation import (
         eeg_classification_metrics,
         evaluate_generated,
+        linear_baseline_accuracy,
         linear_probe_accuracy,
         n_way_top_k_accuracy,
     )

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     parser.add_argument("stage", choices=_STAGES, help="the stage to train")
     parser.add_argument("--data", required=True, help="prepared data folder (brainvis data prepare)")
     parser.add_argument("--output", required=True, help="run folder (the best model is saved in it)")
-    parser.add_argument("--preset", default="paper", choices=("paper", "tiny"), help="model + hyper-parameter preset")
+    parser.add_argument("--preset", default="paper", choices=("paper", "small", "tiny"), help="model + hyper-parameter preset")
     parser.add_argument("--config", default=None, help="model config.json replacing the preset's (fresh models)")
     parser.add_argument("--training-config", default=None, help="hyper-parameter JSON replacing the preset's")
     parser.add_argument(
@@ -81,6 +81,10 @@ def register(subparsers) -> None:
         help="resume from a checkpoint folder, or the last one in --output when no folder is given",
     )
     parser.add_argument("--overwrite-output", action="store_true", help="delete earlier checkpoints in --output")
+    parser.add_argument(
+        "--no-linear-baseline", dest="linear_baseline", action="store_false",
+        help="skip the logistic-regression baseline reported beside the model's accuracy",
+    )
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the run folder to this Hub repo")
     parser.add_argument("--hub-private", action="store_true")
     parser.add_argument("--hub-token", default=None)
@@ -145,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         linear_probe_every_n_epochs=args.linear_probe_every,
         resume_from_checkpoint=args.resume_from_checkpoint,
         overwrite_output=args.overwrite_output,
+        linear_baseline=args.linear_baseline,
         push_to_hub=args.push_to_hub,
         hub_private=args.hub_private,
         hub_token=args.hub_token,

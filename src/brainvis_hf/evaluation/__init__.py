@@ -29,7 +29,7 @@ from .generation_metrics import (
     n_way_top_k_hit_rates,
 )
 from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_image_classifier
-from .linear_probe import linear_probe_accuracy
+from .linear_probe import binned_eeg_features, linear_baseline_accuracy, linear_probe_accuracy
 from .report import evaluate_generated, metrics_markdown, read_generated_folder
 from .structural_similarity import ssim, ssim_batch
 
@@ -60,6 +60,8 @@ __all__ = [
     "frechet_distance_from_statistics",
     "images_to_tensor",
     "inception_score",
+    "binned_eeg_features",
+    "linear_baseline_accuracy",
     "linear_probe_accuracy",
     "load_image_classifier",
     "load_inception_feature_extractor",

@@ -25,7 +25,8 @@ PADDING_POLICIES = ("error", "zeros", "truncate")
 MASK_MODES = ("per_batch", "per_sample")
 INPUT_NORMALIZATIONS = (None, "recording")
 SPECTRUM_SCALINGS = (None, "log")
-FREQ_READOUTS = ("last", "mean")
+SPECTRUM_NORMALIZATIONS = (None, "batch")
+FREQ_READOUTS = ("last", "mean", "flatten")
 
 
 def _check_choice(config: PreTrainedConfig, name: str, choices: tuple) -> None:
@@ -290,11 +291,18 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
         feature_size (`int`, defaults to 128): width of the frequency feature (Linear + ReLU).
         num_labels (`int`, defaults to 40): classes of `BrainVisFreqEncoderForEEGClassification`.
         spectrum_scaling (`str`, *optional*, defaults to `None`): opt-in. `"log"` feeds
-            `log(|FFT| + 1e-6)` standardised over the bins of each channel instead of `|FFT|`;
-            band power then reads on one scale across the 1/f spectrum. `None`: the paper's `|FFT|`.
+            `log(|FFT| + 1e-6)` instead of `|FFT|`: band power then reads on one scale across the
+            1/f spectrum. `None`: the paper's `|FFT|`.
+        spectrum_normalization (`str`, *optional*, defaults to `None`): opt-in. `"batch"`
+            standardises every (frequency bin, channel) value with running statistics of the
+            training data (a `BatchNorm1d` without affine parameters, whose buffers are saved with
+            the weights). Class differences in band power are small against the spectrum's
+            shape; without this the LSTM sees nearly the same input for every recording.
         readout (`str`, defaults to `"last"`): `"last"` reads the LSTM's last state (the paper),
             which sees the highest frequencies last and forgets the low ones; `"mean"` averages
-            the states over all frequency steps.
+            the states over all frequency steps; `"flatten"` feeds the states of every frequency
+            step to the projection (it then knows *which* band carries power; the projection
+            reads `num_frequency_bins x lstm_hidden_size` values).
         sfreq (`float`, *optional*): sampling rate in Hz of the EEG the model expects (EEG-ImageNet:
             1000). `None` when unknown (configurations saved before this field); MNE input then
             assumes EEG-ImageNet's 1000 Hz.
@@ -312,6 +320,7 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
     num_lstm_layers: int = 1
     feature_size: int = 128
     spectrum_scaling: str | None = None
+    spectrum_normalization: str | None = None
     readout: str = "last"
     sfreq: float | None = None
     ch_names: list[str] | None = None
@@ -320,6 +329,7 @@ class BrainVisFreqEncoderConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         _set_default_num_labels(self, kwargs, 40)
         _check_choice(self, "spectrum_scaling", SPECTRUM_SCALINGS)
+        _check_choice(self, "spectrum_normalization", SPECTRUM_NORMALIZATIONS)
         _check_choice(self, "readout", FREQ_READOUTS)
         _check_positive(self, "num_channels", "num_samples", "lstm_hidden_size", "num_lstm_layers", "feature_size")
         if self.num_samples < 2:

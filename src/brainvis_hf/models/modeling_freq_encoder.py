@@ -34,15 +34,9 @@ def amplitude_spectrum(eeg_values: torch.Tensor) -> torch.Tensor:
 
 
 def log_spectrum(amplitude: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """`log(|FFT| + eps)`, standardised over the frequency bins of each channel (B x F x C -> B x F x C).
-
-    The 1/f spectrum of EEG spans orders of magnitude; on a log scale band power differences read
-    alike at every frequency, and the standardisation removes each channel's overall level.
-    """
-    log_amplitude = (amplitude.float() + eps).log()
-    mean = log_amplitude.mean(dim=1, keepdim=True)
-    std = log_amplitude.std(dim=1, keepdim=True, correction=0)
-    return ((log_amplitude - mean) / (std + eps)).to(amplitude.dtype)
+    """`log(|FFT| + eps)`: the 1/f spectrum of EEG spans orders of magnitude; on a log scale a band
+    power change reads alike at every frequency."""
+    return (amplitude.float() + eps).log().to(amplitude.dtype)
 
 
 class BrainVisFreqEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
@@ -74,10 +68,17 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
 
     def __init__(self, config: BrainVisFreqEncoderConfig):
         super().__init__(config)
+        # opt-in: each (frequency bin, channel) standardised with running statistics of the
+        # training data (buffers, saved with the weights), like a linear decoder's StandardScaler
+        self.spectrum_norm = (
+            nn.BatchNorm1d(config.num_frequency_bins * config.num_channels, affine=False)
+            if config.spectrum_normalization == "batch" else None
+        )
         self.lstm = nn.LSTM(
             config.num_channels, config.lstm_hidden_size, num_layers=config.num_lstm_layers, batch_first=True
         )
-        self.projection = nn.Linear(config.lstm_hidden_size, config.feature_size)
+        readout_size = config.lstm_hidden_size * (config.num_frequency_bins if config.readout == "flatten" else 1)
+        self.projection = nn.Linear(readout_size, config.feature_size)
         self.post_init()
 
     def forward(
@@ -98,10 +99,15 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
         spectrum = amplitude_spectrum(eeg_values)
         if config.spectrum_scaling == "log":
             spectrum = log_spectrum(spectrum)
+        if self.spectrum_norm is not None:
+            spectrum = self.spectrum_norm(spectrum.flatten(1)).view_as(spectrum)
         spectrum = spectrum.to(self.projection.weight.dtype)
         # zero initial state (nn.LSTM's default); the paper's feature reads the last step
         states, _ = self.lstm(spectrum)
-        readout = states.mean(dim=1) if config.readout == "mean" else states[:, -1]
+        if config.readout == "flatten":
+            readout = states.flatten(1)
+        else:
+            readout = states.mean(dim=1) if config.readout == "mean" else states[:, -1]
         feature = F.relu(self.projection(readout))
         output = BaseModelOutputWithPooling(
             last_hidden_state=states,

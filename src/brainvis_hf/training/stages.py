@@ -440,6 +440,7 @@ def train_stage(
     linear_probe_every_n_epochs: int | None = None,
     resume_from_checkpoint: str | os.PathLike | bool | None = None,
     overwrite_output: bool = False,
+    linear_baseline: bool = True,
     push_to_hub: str | None = None,
     hub_private: bool = False,
     hub_token: str | None = None,
@@ -468,6 +469,9 @@ def train_stage(
         resume_from_checkpoint: a ``checkpoint-*`` folder, or ``"last"`` / ``True`` for the
             latest one in ``output_dir``.
         overwrite_output: delete earlier checkpoints in ``output_dir`` instead of refusing.
+        linear_baseline: also fit a standardised logistic regression on the same training split
+            (binned raw EEG) and report its accuracy beside the model's (``metrics.json`` ->
+            ``linear_baseline``; the card shows both).
         push_to_hub: a Hub repo id to upload the run folder to (checkpoints excluded).
         hub_private, hub_token: Hub repo visibility and token.
         training_overrides: ``TrainingArguments`` fields that win over the preset (e.g.
@@ -591,6 +595,8 @@ def train_stage(
     for name, ds in final_sets.items():
         evaluation[name] = _strip_prefix(trainer.evaluate(eval_dataset=ds, metric_key_prefix=name), name)
 
+    baseline = _linear_baseline(train_set, final_sets) if linear_baseline else None
+
     # -- the run folder -------------------------------------------------------------------
     if lora and merge_lora:
         adapter_dir = output_dir / "lora_adapter"
@@ -632,6 +638,7 @@ def train_stage(
         "best_metric": state.best_metric,
         "best_model_checkpoint": state.best_model_checkpoint,
         "evaluation": evaluation,
+        "linear_baseline": baseline,
         "linear_probe": list(probe.history) if probe is not None else [],
         "lora": lora_info,
     }
@@ -663,6 +670,23 @@ def train_stage(
             )
     trainer.accelerator.wait_for_everyone()
     return TrainingResult(output_dir=output_dir, stage=stage, metrics=metrics, model=trainer.model, trainer=trainer)
+
+
+def _linear_baseline(train_set, final_sets: Mapping[str, Any]) -> dict[str, Any]:
+    """Accuracy of a standardised logistic regression on binned raw EEG, on the model's own split."""
+    from ..evaluation.linear_probe import linear_baseline_accuracy
+
+    def arrays(ds):
+        columns = ds.with_format("numpy", columns=["eeg", "label"])
+        return columns["eeg"], columns["label"]
+
+    bin_size = 4
+    scores = linear_baseline_accuracy(*arrays(train_set), {n: arrays(ds) for n, ds in final_sets.items()},
+                                      bin_size=bin_size)
+    return {
+        "model": f"standardised logistic regression on {bin_size}-sample means of the EEG (train split)",
+        **{name: {"accuracy": accuracy} for name, accuracy in scores.items()},
+    }
 
 
 def _jsonable(value: Any) -> Any:
