@@ -37,6 +37,9 @@ _LAZY_IMPORTS: dict[str, str] = {
     "EEGImageNet": ".data",
     "BrainVisDataCollator": ".data",
     "write_synthetic_eeg_imagenet": ".data",
+    "load_things_eeg2": ".data",
+    "ThingsEEG2": ".data",
+    "write_synthetic_things_eeg2": ".data",
     "prepare_dataset": ".data",
     "load_prepared_dataset": ".data",
     # training
@@ -78,9 +81,12 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         BrainVisDataCollator,
         EEGImageNet,
         load_eeg_imagenet,
+        ThingsEEG2,
         load_prepared_dataset,
+        load_things_eeg2,
         prepare_dataset,
         write_synthetic_eeg_imagenet,
+        write_synthetic_things_eeg2,
     )
     from .data.clip_targets import compute_clip_targets, load_clip_targets
     from .data.labels import EEG_IMAGENET_WNIDS, WNID_TO_WORDS

@@ -176,8 +176,10 @@ def build_dataset_card(
     body += [
         description
         or "128-channel EEG recorded at 1 kHz while subjects watched ImageNet images of 40 classes "
-        "(Spampinato et al., CVPR 2017), prepared with [brainvis-hf](https://arxiv.org/abs/2312.14871) "
-        "for EEG classification and EEG -> image reconstruction (BrainVis).",
+        "(Spampinato et al., CVPR 2017; also called ImageNet-EEG or CVPR40, and unrelated to the "
+        "'EEG-ImageNet' of Zhu et al., 2024), prepared with [brainvis-hf](https://arxiv.org/abs/2312.14871) "
+        "for EEG classification and EEG -> image reconstruction (BrainVis). Recorded in a block design: "
+        "class accuracy is inflated by temporal confounds (Li et al., 2020; see docs/protocols.md).",
         "",
         "## Splits",
         "",
