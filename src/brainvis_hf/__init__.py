@@ -56,6 +56,8 @@ _LAZY_IMPORTS: dict[str, str] = {
     "linear_probe_accuracy": ".evaluation",
     "n_way_top_k_accuracy": ".evaluation",
     "eeg_classification_metrics": ".evaluation",
+    "evaluate_zero_shot": ".evaluation",
+    "zero_shot_retrieval": ".evaluation",
 }
 
 __all__ = ["__version__", *_LAZY_IMPORTS]
@@ -94,8 +96,10 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from .evaluation import (
         eeg_classification_metrics,
         evaluate_generated,
+        evaluate_zero_shot,
         linear_probe_accuracy,
         n_way_top_k_accuracy,
+        zero_shot_retrieval,
     )
     from .models import (
         BrainVisConfig,

@@ -1,11 +1,19 @@
-"""Find the configuration folders shipped in ``hub_configs/`` (paper-size and tiny presets)."""
+"""Find the configuration folders shipped in ``hub_configs/`` (paper-size, tiny and THINGS-EEG2 presets)."""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
 
-PRESETS = ("paper", "tiny")
+#: preset name -> its folder under ``hub_configs/`` ("" = the top: the paper-size configurations)
+PRESET_FOLDERS: dict[str, str] = {
+    "paper": "",
+    "tiny": "tiny",
+    # THINGS-EEG2 preprocessed release: 17 channels x 100 samples at 100 Hz (LMM wave length 4 / 5)
+    "things-eeg2-small": "things_eeg2/small",
+    "things-eeg2-tiny": "things_eeg2/tiny",
+}
+PRESETS = tuple(PRESET_FOLDERS)
 
 
 def preset_dir(name: str, preset: str = "paper") -> Path:
@@ -18,10 +26,12 @@ def preset_dir(name: str, preset: str = "paper") -> Path:
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
     root = Path(str(resources.files("brainvis_hf.hub_configs")))
-    base = root / "tiny" if preset == "tiny" else root
+    base = root / PRESET_FOLDERS[preset] if PRESET_FOLDERS[preset] else root
     folder = base / name
     if not folder.is_dir():
-        known = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in {"tiny", "__pycache__"})
+        known = sorted(
+            p.name for p in base.iterdir() if p.is_dir() and p.name not in {"tiny", "things_eeg2", "__pycache__"}
+        )
         raise FileNotFoundError(
             f"No {preset!r} configuration named {name!r} in {base}; available: {', '.join(known) or 'none'}."
         )

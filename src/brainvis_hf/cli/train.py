@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..presets import PRESETS as _PRESETS
+
 _STAGES = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
 # Trainer options exposed directly: (flag, type, help); every other TrainingArguments field can be
@@ -57,7 +59,8 @@ def register(subparsers) -> None:
     parser.add_argument("stage", choices=_STAGES, help="the stage to train")
     parser.add_argument("--data", required=True, help="prepared data folder (brainvis data prepare)")
     parser.add_argument("--output", required=True, help="run folder (the best model is saved in it)")
-    parser.add_argument("--preset", default="paper", choices=("paper", "tiny"), help="model + hyper-parameter preset")
+    parser.add_argument("--preset", default="paper", choices=_PRESETS,
+                        help="model + hyper-parameter preset (things-eeg2-*: 17 channels x 100 samples at 100 Hz)")
     parser.add_argument("--config", default=None, help="model config.json replacing the preset's (fresh models)")
     parser.add_argument("--training-config", default=None, help="hyper-parameter JSON replacing the preset's")
     parser.add_argument(
