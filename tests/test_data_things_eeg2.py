@@ -223,3 +223,30 @@ def test_builder_is_instantiable_directly(release, tmp_path):
     ds = builder.as_dataset()
     assert len(ds["validation"]) == 2 * 2 * len(TRAIN_CONCEPTS) * REPS_TRAIN
     assert "Gifford" in builder.info.citation and "not Zhu et al. 2024" in builder.info.description
+
+
+def test_prepared_folders_with_the_same_name_do_not_share_a_cache(tmp_path):
+    """Regression: load_dataset(DIR) keyed its cache on the folder name and card, so a second
+    'prepared' folder of identical sizes silently loaded the first one's values (found when a
+    no-signal control retrieved concepts as well as the signal run)."""
+    from brainvis_hf.data import load_prepared_dataset, prepare_dataset
+
+    def build(value):
+        features = datasets.Features({
+            "eeg": datasets.Array2D((2, 3), "float32"), "label": datasets.ClassLabel(names=["a", "b"]),
+            "label_text": datasets.Value("string"), "subject": datasets.Value("int32"),
+            "image_name": datasets.Value("string"), "eeg_index": datasets.Value("int64"),
+        })
+        rows = {"eeg": [np.full((2, 3), value, np.float32)] * 2, "label": [0, 1], "label_text": ["a", "b"],
+                "subject": [1, 1], "image_name": ["x", "y"], "eeg_index": [0, 1]}
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features)})
+
+    cache = tmp_path / "hf-cache"
+    first = prepare_dataset(build(1.0), tmp_path / "one" / "prepared")
+    second = prepare_dataset(build(2.0), tmp_path / "two" / "prepared")
+    assert load_prepared_dataset(first, cache_dir=cache)["train"][0]["eeg"][0][0] == 1.0
+    loaded = load_prepared_dataset(second, cache_dir=cache)["train"]
+    assert loaded[0]["eeg"][0][0] == 2.0
+    assert loaded.features["label"].names == ["a", "b"]
+    prepare_dataset(build(3.0), first, overwrite=True)  # rewritten in place: reloaded
+    assert load_prepared_dataset(first, cache_dir=cache)["train"][0]["eeg"][0][0] == 3.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -248,7 +249,9 @@ def load_prepared_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.Pa
             f"{data_dir}: not a prepared data folder (expected README.md and {DATA_DIR}/<split>-*.parquet; "
             "write one with `brainvis data prepare`)"
         )
-    ds = datasets.load_dataset(str(data_dir), cache_dir=None if cache_dir is None else str(cache_dir))
+    ds = datasets.load_dataset(
+        "parquet", data_files=_split_files(data_dir), cache_dir=None if cache_dir is None else str(cache_dir)
+    )
     for split, d in ds.items():
         missing = [c for c in REQUIRED_COLUMNS if c not in d.column_names]
         if missing:
@@ -259,6 +262,25 @@ def load_prepared_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.Pa
         if not isinstance(label, datasets.ClassLabel):
             raise ValueError(f"{data_dir}: split '{split}': column 'label' must be a ClassLabel, got {label}")
     return ds
+
+
+def _split_files(data_dir: Path) -> dict[str, list[str]]:
+    """``{split: [absolute shard paths]}`` of a prepared folder.
+
+    Loading through the ``parquet`` builder with absolute paths makes the ``datasets`` cache key
+    depend on where the shards are (and their modification times). ``load_dataset(DIR)`` keyed
+    the cache on the folder *name* and card only, so two prepared folders both called
+    ``prepared`` with identical cards (same sizes, different values) shared one cache entry and
+    the second silently loaded the first one's data.
+    """
+    files: dict[str, list[str]] = {}
+    for path in sorted((data_dir / DATA_DIR).glob("*.parquet")):
+        match = re.match(r"^(.+)-\d{5}-of-\d{5}\.parquet$", path.name)
+        if match is None:
+            raise ValueError(f"{path}: unexpected shard name (expected <split>-XXXXX-of-YYYYY.parquet)")
+        files.setdefault(match.group(1), []).append(str(path.resolve()))
+    ordered = [s for s in SPLIT_ORDER if s in files] + [s for s in files if s not in SPLIT_ORDER]
+    return {split: files[split] for split in ordered}
 
 
 def push_prepared_dataset(
