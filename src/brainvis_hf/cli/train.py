@@ -73,6 +73,17 @@ def register(subparsers) -> None:
         "--protocol", default="validation", choices=("validation", "paper"),
         help="validation: select on validation; paper: the original's train on train+validation, select on test",
     )
+    parser.add_argument(
+        "--subject-protocol", default=None, choices=("per-subject", "loso"),
+        help="train one run per subject: per-subject (train/select/test within each subject) or loso (leave one "
+        "subject out: train on the others, test on it); OUTPUT/sub-XX/ per fold, mean +- std in "
+        "OUTPUT/subject_protocol.json and OUTPUT/README.md; --init may contain {fold} (docs/protocols.md)",
+    )
+    parser.add_argument(
+        "--controls", action="store_true",
+        help="also train a label-shuffled control (classification stages) and report its test accuracy vs chance "
+        "in metrics.json and the card; it must sit at chance (docs/protocols.md)",
+    )
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters on the time encoder only")
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
@@ -130,6 +141,8 @@ def training_overrides(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from ..training.stages import train_stage
 
+    if args.subject_protocol is not None:
+        return _run_subject_protocol(args)
     result = train_stage(
         args.stage,
         args.data,
@@ -157,4 +170,34 @@ def _run(args: argparse.Namespace) -> int:
         summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
                    for split, values in result.metrics["evaluation"].items()}
         print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(summary)}")
+    if args.controls and result.trainer.is_world_process_zero():
+        from ..training.protocols import run_controls
+
+        controls = run_controls(args.stage, args.data, args.output, seed=args.seed, init=args.init,
+                                **_common_kwargs(args))
+        c = controls["shuffled_labels"]
+        state = "ABOVE CHANCE (confound?)" if c["above_chance"] else "at chance"
+        print(f"brainvis train {args.stage}: label-shuffled control: test accuracy {c['test_accuracy']:.4f}, "
+              f"chance {c['chance']:.4f}, p = {c['p_value']:.3g}: {state}")
+    return 0
+
+
+def _common_kwargs(args: argparse.Namespace) -> dict:
+    """``train_stage`` arguments shared by the main run, subject folds and controls."""
+    return dict(
+        preset=args.preset, config=args.config, training_config=args.training_config, protocol=args.protocol,
+        linear_probe_every_n_epochs=args.linear_probe_every, overwrite_output=True,
+        training_overrides=training_overrides(args),
+    )
+
+
+def _run_subject_protocol(args: argparse.Namespace) -> int:
+    from ..training.protocols import run_subject_protocol
+
+    report = run_subject_protocol(args.stage, args.data, args.output, args.subject_protocol, init=args.init,
+                                  seed=args.seed, **_common_kwargs(args))
+    test = report["summary"].get("test", {})
+    shown = {k: f"{v['mean']:.4f} +- {v['std']:.4f}" for k, v in test.items() if k in ("accuracy", "cosine", "loss")}
+    print(f"brainvis train {args.stage} --subject-protocol {args.subject_protocol}: {len(report['folds'])} folds in "
+          f"{args.output}; test {json.dumps(shown)}")
     return 0

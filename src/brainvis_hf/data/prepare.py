@@ -103,6 +103,9 @@ def prepare_dataset(
             dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing, description=description
         )
         card.save(tmp / "README.md")
+        from ..training.protocols import write_split_manifest
+
+        write_split_manifest(tmp, dataset_dict)  # DIR/splits.json: split content hashes (docs/protocols.md)
         os.chmod(tmp, _default_mode(0o777))
         _move_into_place(tmp, output_dir)
     except BaseException:
