@@ -117,8 +117,9 @@ def split_overlap(dataset_dict, *, raise_on_shared_recordings: bool = True) -> d
         ValueError: when a recording is in two splits (with ``raise_on_shared_recordings``).
     """
     names = sorted(dataset_dict)
-    ids = {n: set(dataset_dict[n]["eeg_index"]) for n in names}
-    images = {n: set(dataset_dict[n]["image_name"]) for n in names}
+    empty: set = set()
+    ids = {n: set(d["eeg_index"]) if "eeg_index" in (d := dataset_dict[n]).column_names else empty for n in names}
+    images = {n: set(d["image_name"]) if "image_name" in (d := dataset_dict[n]).column_names else empty for n in names}
     out: dict[str, Any] = {}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
