@@ -119,5 +119,48 @@ def test_zero_shot_above_chance_with_signal_and_at_chance_without(signal_chain, 
     control_root = tmp_path_factory.mktemp("things_nosignal")
     control_data, control = _run_chain(control_root, tiny_clip, signal=False)
     control_metrics = _zero_shot_cli(control_data, control["align"].output_dir, tiny_clip[0], control_root / "zs")
+    print("zero-shot", {k: round(text[k], 3) for k in ("2way_top1", "4way_top1", "16way_top1", "16way_top5")},
+          "no signal", {k: round(control_metrics["text"][k], 3) for k in ("2way_top1", "4way_top1", "16way_top1", "16way_top5")})
     for key in ("2way_top1", "4way_top1", "16way_top5"):
         assert abs(control_metrics["text"][key] - control_metrics["text"][f"chance_{key}"]) < 0.1, key
+
+
+@pytest.mark.slow
+def test_zero_shot_section_in_the_model_card_is_replaced_not_duplicated(signal_chain, tiny_clip, tmp_path):
+    _, data, results = signal_chain
+    card = results["align"].output_dir / "README.md"
+    for _ in range(2):
+        _zero_shot_cli(data, results["align"].output_dir, tiny_clip[0], tmp_path / "zs")
+    text = card.read_text()
+    assert text.count("## Zero-shot retrieval (test split, 16 concepts)") == 1
+    assert "| text | 16 |" in text
+
+
+def test_zero_shot_cli_needs_its_folders(capsys):
+    from brainvis_hf.cli import main
+
+    assert main(["evaluate", "--zero-shot", "--model", "m"]) == 2
+    assert "missing --data, --clip-model" in capsys.readouterr().err
+    assert main(["evaluate"]) == 2
+    assert "--generated DIR is required (or use --zero-shot)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["things-eeg2-tiny", "things-eeg2-small"])
+def test_presets_build_and_run_at_17x100(preset):
+    from transformers import AutoConfig
+
+    from brainvis_hf.models import BrainVisFreqEncoderForEEGClassification, BrainVisTimeEncoderForMaskedModeling
+    from brainvis_hf.presets import preset_dir
+    from brainvis_hf.training.arguments import STAGES, load_training_config
+
+    time_config = AutoConfig.from_pretrained(preset_dir("time_encoder", preset))
+    assert (time_config.num_channels, time_config.num_samples) == (17, 100)
+    assert 100 % time_config.wave_length == 0
+    eeg = torch.randn(2, 17, 100)
+    out = BrainVisTimeEncoderForMaskedModeling(time_config)(eeg_values=eeg)
+    assert torch.isfinite(out.loss)
+    freq = BrainVisFreqEncoderForEEGClassification(
+        AutoConfig.from_pretrained(preset_dir("freq_encoder", preset), num_labels=5))
+    assert freq(eeg_values=eeg).logits.shape == (2, 5)
+    for stage in STAGES:
+        assert load_training_config(stage, preset)["model"]

@@ -122,6 +122,14 @@ def run_zero_shot(args: argparse.Namespace) -> int:
                 "also occur in the training split.**\n")
     (output / "zero_shot.md").write_text(f"## Zero-shot retrieval ({args.split} split, {len(metrics['concepts'])} concepts)\n\n"
                                          + table + note)
+    section = (output / "zero_shot.md").read_text()
+    card = Path(args.model) / "README.md"
+    if card.is_file():  # the model card carries the latest zero-shot result (replaced, never duplicated)
+        text = card.read_text()
+        begin, end = "<!-- brainvis-zero-shot -->", "<!-- /brainvis-zero-shot -->"
+        if begin in text and end in text:
+            text = text[: text.index(begin)].rstrip("\n") + text[text.index(end) + len(end):]
+        card.write_text(text.rstrip("\n") + f"\n\n{begin}\n{section}{end}\n")
     print(table + note, end="")
-    print(f"wrote zero_shot.json and zero_shot.md to {output}")
+    print(f"wrote zero_shot.json and zero_shot.md to {output}" + (f"; updated {card}" if card.is_file() else ""))
     return 0

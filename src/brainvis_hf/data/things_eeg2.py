@@ -320,7 +320,14 @@ class ThingsEEG2(datasets.GeneratorBasedBuilder):
             files = [os.path.join(root, f"sub-{s:02d}", f) for s in kwargs["subjects"] for f in (TRAINING_FILE, TEST_FILE)]
             kwargs["fingerprint"] = _file_fingerprint(kwargs["metadata_path"], *files, kwargs.get("image_root"))
         self._metadata: dict[str, list[str]] | None = None
+        self._last_file: tuple[Path, dict[str, Any]] | None = None  # one file kept: train and validation share it
         super().__init__(*args, **kwargs)
+
+    def _load_file(self, path: Path, part: str) -> dict[str, Any]:
+        if self._last_file is None or self._last_file[0] != path:
+            self._last_file = None  # free the previous file first (a training file is ~450 MB)
+            self._last_file = (path, load_things_eeg2_file(path, part))
+        return self._last_file[1]
 
     def _load_metadata(self) -> dict[str, list[str]]:
         if self._metadata is None:
@@ -335,7 +342,7 @@ class ThingsEEG2(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         train_concepts, test_concepts = self._concepts()
-        first = load_things_eeg2_file(self._subject_file(self.config.subjects[0], "training"), "training")
+        first = self._load_file(self._subject_file(self.config.subjects[0], "training"), "training")
         _, _, channels, samples = first["preprocessed_eeg_data"].shape
         features = {
             "eeg": datasets.Array2D(shape=(int(channels), int(samples)), dtype="float32"),
@@ -408,7 +415,7 @@ class ThingsEEG2(datasets.GeneratorBasedBuilder):
         )
         for subject in self.config.subjects:
             path = self._subject_file(subject, part)
-            data = load_things_eeg2_file(path, part)
+            data = self._load_file(path, part)
             eeg = data["preprocessed_eeg_data"]
             if eeg.shape[0] != len(files):
                 raise ValueError(
