@@ -250,3 +250,26 @@ def test_prepared_folders_with_the_same_name_do_not_share_a_cache(tmp_path):
     assert loaded.features["label"].names == ["a", "b"]
     prepare_dataset(build(3.0), first, overwrite=True)  # rewritten in place: reloaded
     assert load_prepared_dataset(first, cache_dir=cache)["train"][0]["eeg"][0][0] == 3.0
+
+
+def test_cli_prepares_a_synthetic_release_with_a_things_card(tmp_path, capsys):
+    from brainvis_hf.cli import main
+    from brainvis_hf.data import load_prepared_dataset
+
+    raw, out = tmp_path / "raw", tmp_path / "prepared"
+    assert main(["data", "prepare-things-eeg2", "--synthetic", "--data", str(raw), "--output", str(out),
+                 "--average-repetitions", "2"]) == 0
+    ds = load_prepared_dataset(out, cache_dir=tmp_path / "cache")
+    assert ds["train"].features["eeg"].shape == (17, 100)
+    assert len(ds["test"]) == 2 * 8 and len(ds["validation"]) == 2 * 12 * 2  # defaults: 2 subjects, 12 concepts
+    card = (out / "README.md").read_text()
+    assert "Gifford" in card and "CC-BY 4.0" in card and "not Zhu et al. 2024" in card
+    assert "Spampinato" in card  # only to say it is *not* that data set
+    assert "license: cc-by-4.0" in card and "| 0 | 00001_aardvark | aardvark |" in card
+    assert (out / "splits.json").is_file()
+    # a planted payload is refused with one line naming the file
+    target = raw / "sub-02" / "preprocessed_eeg_test.npy"
+    _npy_with_payload(target, _Eval())
+    assert main(["data", "prepare-things-eeg2", "--data", str(raw), "--output", str(tmp_path / "p2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0] and "refusing to load" in err[0]

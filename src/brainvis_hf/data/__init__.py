@@ -26,6 +26,7 @@ from .things_eeg2 import (
     ThingsEEG2,
     ThingsEEG2Config,
     load_things_eeg2,
+    prepare_things_eeg2,
     safe_load_npy,
     write_synthetic_things_eeg2,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "load_things_eeg2",
     "load_splits",
     "prepare_dataset",
+    "prepare_things_eeg2",
     "push_prepared_dataset",
     "safe_load_npy",
     "safe_torch_load",

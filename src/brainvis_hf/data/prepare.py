@@ -60,6 +60,8 @@ def prepare_dataset(
     preprocessing: Mapping[str, Any] | None = None,
     description: str | None = None,
     overwrite: bool = False,
+    citation: str | None = None,
+    license_note: str | None = None,
 ) -> Path:
     """Write ``dataset_dict`` as Parquet shards plus a dataset card into ``output_dir``.
 
@@ -77,6 +79,7 @@ def prepare_dataset(
         description: the card's opening paragraph (default: a description of EEG-ImageNet; pass
             one for synthetic or other data).
         overwrite: replace a non-empty ``output_dir``.
+        citation, license_note: the card's BibTeX and licence paragraph (default: EEG-ImageNet's).
 
     Returns:
         ``output_dir`` as a ``Path``.
@@ -100,7 +103,8 @@ def prepare_dataset(
             num_bytes = _write_split(dataset_dict[split], split, tmp / DATA_DIR, max_bytes)
             split_infos.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset_dict[split])))
         card = build_dataset_card(
-            dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing, description=description
+            dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing, description=description,
+            citation=citation, license_note=license_note,
         )
         card.save(tmp / "README.md")
         from ..training.protocols import write_split_manifest
@@ -153,6 +157,8 @@ def build_dataset_card(
     card_metadata: Mapping[str, Any] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     description: str | None = None,
+    citation: str | None = None,
+    license_note: str | None = None,
 ) -> DatasetCard:
     """The dataset card: YAML (``configs``, ``dataset_info``, licence, tags) and a Markdown body."""
     first = next(iter(dataset_dict.values()))
@@ -196,8 +202,8 @@ def build_dataset_card(
         "- `eeg`: float32, channels x time (already cropped to the time window)",
         "- `label`: class index (`ClassLabel`; names are the WordNet ids in the signals file's order)",
         "- `label_text`: the class in words (used as the refinement prompt)",
-        "- `subject`: subject number (1..6)",
-        "- `image_name`: ImageNet file stem of the stimulus, e.g. `n02951358_31190`",
+        "- `subject`: subject number",
+        "- `image_name`: file stem of the stimulus image (EEG-ImageNet: an ImageNet stem such as `n02951358_31190`)",
         "- `eeg_index`: index of the recording in the original signals file (stable EEG id)",
     ]
     if "image" in features:
@@ -206,8 +212,13 @@ def build_dataset_card(
         body += ["", "## Preprocessing", "", *[f"- `{k}`: {v}" for k, v in preprocessing.items()]]
     label_feature = features["label"]
     if isinstance(label_feature, datasets.ClassLabel):
-        body += ["", "## Classes", "", "| index | WordNet id | words |", "|---|---|---|"]
-        body += [f"| {i} | {w} | {WNID_TO_WORDS.get(w, w)} |" for i, w in enumerate(label_feature.names)]
+        words = {}
+        for split in dataset_dict.values():
+            if "label_text" in split.column_names:
+                for label, text in zip(split["label"], split["label_text"]):
+                    words.setdefault(int(label), text)
+        body += ["", "## Classes", "", "| index | name (WordNet id / concept) | words |", "|---|---|---|"]
+        body += [f"| {i} | {w} | {WNID_TO_WORDS.get(w) or words.get(i, w)} |" for i, w in enumerate(label_feature.names)]
     body += [
         "",
         "## Usage",
@@ -221,7 +232,7 @@ def build_dataset_card(
         "",
         "## Licence",
         "",
-        LICENSE_NOTE,
+        license_note or LICENSE_NOTE,
         "",
         "## Ethics",
         "",
@@ -230,7 +241,7 @@ def build_dataset_card(
         "## Citation",
         "",
         "```bibtex",
-        _CITATION.strip(),
+        (citation or _CITATION).strip(),
         "```",
         "",
     ]

@@ -528,6 +528,51 @@ def load_things_eeg2(
     return builder.as_dataset()
 
 
+LICENSE_NOTE = (
+    "The EEG recordings belong to the THINGS-EEG2 release (Gifford et al., 2022; OSF "
+    "https://osf.io/3jk45/), distributed under CC-BY 4.0; the THINGS images keep the THINGS "
+    "database terms. This Parquet conversion adds no rights: cite the original work and comply "
+    "with its terms."
+)
+
+
+def prepare_things_eeg2(
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    max_shard_size: int | str = "500MB",
+    **load_kwargs: Any,
+):
+    """:func:`load_things_eeg2` then ``prepare_dataset``, with a THINGS-EEG2 dataset card.
+
+    ``load_kwargs`` go to :func:`load_things_eeg2` (``metadata_path``, ``subjects``,
+    ``average_repetitions``, ``test_average_repetitions``, ``validation_images_per_concept``,
+    ``validation_seed``, ``image_root``, ``cache_dir``). Returns the output folder.
+    """
+    from .prepare import prepare_dataset
+
+    ds = load_things_eeg2(data_dir, **load_kwargs)
+    settings = {
+        "average_repetitions": load_kwargs.get("average_repetitions", 1),
+        "test_average_repetitions": load_kwargs.get("test_average_repetitions", "all"),
+        "validation_images_per_concept": load_kwargs.get("validation_images_per_concept", 1),
+        "validation_seed": load_kwargs.get("validation_seed", 0),
+        "subjects": sorted(set(ds["train"]["subject"])),
+        "source": os.path.abspath(os.fspath(data_dir)),
+    }
+    return prepare_dataset(
+        ds, output_dir, overwrite=overwrite, max_shard_size=max_shard_size, preprocessing=settings,
+        description=_DESCRIPTION + " Validation: training images held out per concept (same images for every "
+        "subject); `label` lists the training concepts then the 200 unseen test concepts.",
+        card_metadata={"pretty_name": "THINGS-EEG2 (preprocessed, brainvis-hf)", "license": "cc-by-4.0",
+                       "license_name": None, "license_link": None,
+                       "tags": ["eeg", "brain-computer-interface", "neuroscience", "eeg-to-image", "things-eeg2",
+                                "zero-shot"]},
+        citation=_CITATION, license_note=LICENSE_NOTE,
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Synthetic files of the real format
 # ----------------------------------------------------------------------------------------------
