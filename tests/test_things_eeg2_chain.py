@@ -164,3 +164,24 @@ def test_presets_build_and_run_at_17x100(preset):
     assert freq(eeg_values=eeg).logits.shape == (2, 5)
     for stage in STAGES:
         assert load_training_config(stage, preset)["model"]
+
+
+@pytest.mark.slow
+def test_zero_shot_cli_reports_the_image_space_when_given(signal_chain, tiny_clip, tmp_path):
+    from safetensors.numpy import save_file
+
+    from brainvis_hf.cli import main
+    from brainvis_hf.data import load_prepared_dataset
+
+    _, data, results = signal_chain
+    labels = np.asarray(load_prepared_dataset(data)["test"]["label"])
+    concepts = sorted(set(labels.tolist()))
+    position = np.array([concepts.index(v) for v in labels])
+    # image-space queries that point at their own concept's image feature: retrieval must be perfect
+    candidates = np.eye(NUM_TEST, dtype=np.float32) + 0.01
+    save_file({"queries": candidates[position], "candidates": candidates}, str(tmp_path / "img.safetensors"))
+    assert main(["evaluate", "--zero-shot", "--model", str(results["align"].output_dir), "--data", str(data),
+                 "--clip-model", str(tiny_clip[0]), "--output", str(tmp_path / "zs"), "--device", "cpu",
+                 "--image-features", str(tmp_path / "img.safetensors")]) == 0
+    metrics = json.loads((tmp_path / "zs" / "zero_shot.json").read_text())
+    assert metrics["image"]["16way_top1"] == 1.0 and "| image | 16 |" in (tmp_path / "zs" / "zero_shot.md").read_text()

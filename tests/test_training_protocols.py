@@ -218,3 +218,19 @@ def test_leave_one_subject_out_from_the_cli(data_dir, tmp_path):
     fold_metrics = json.loads((tmp_path / "loso" / "sub-01" / "metrics.json").read_text())
     assert fold_metrics["data"]["num_test"] == 24 and fold_metrics["data"]["splits"]["manifest"] is True
     assert "**mean +- std**" in (tmp_path / "loso" / "README.md").read_text()
+
+
+def test_subject_protocol_refuses_flags_it_cannot_honour(data_dir, tmp_path, capsys):
+    from brainvis_hf.cli import main
+
+    assert main(["train", "freq", "--data", str(data_dir), "--output", str(tmp_path / "x"), "--subject-protocol",
+                 "loso", "--controls"]) == 2
+    assert "--subject-protocol cannot be combined with --controls" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_controls_refuse_non_classification_stages(data_dir, tmp_path):
+    from brainvis_hf.training.protocols import run_controls
+
+    with pytest.raises(ValueError, match=r"--controls applies to the classification stages .*not 'align'"):
+        run_controls("align", data_dir, tmp_path)

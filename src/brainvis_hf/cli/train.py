@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..presets import PRESETS as _PRESETS
 
@@ -142,6 +143,12 @@ def _run(args: argparse.Namespace) -> int:
     from ..training.stages import train_stage
 
     if args.subject_protocol is not None:
+        clashing = [flag for flag, value in (("--controls", args.controls), ("--push-to-hub", args.push_to_hub),
+                                             ("--resume-from-checkpoint", args.resume_from_checkpoint)) if value]
+        if clashing:
+            print(f"brainvis train: error: --subject-protocol cannot be combined with {', '.join(clashing)}; "
+                  "run the control on a fold's data folder (OUTPUT/folds/sub-XX/data) instead", file=sys.stderr)
+            return 2
         return _run_subject_protocol(args)
     result = train_stage(
         args.stage,
@@ -187,7 +194,8 @@ def _common_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         preset=args.preset, config=args.config, training_config=args.training_config, protocol=args.protocol,
         linear_probe_every_n_epochs=args.linear_probe_every, overwrite_output=True,
-        training_overrides=training_overrides(args),
+        training_overrides=training_overrides(args), lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout, merge_lora=args.merge_lora,
     )
 
 
