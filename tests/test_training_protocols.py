@@ -234,3 +234,26 @@ def test_controls_refuse_non_classification_stages(data_dir, tmp_path):
 
     with pytest.raises(ValueError, match=r"--controls applies to the classification stages .*not 'align'"):
         run_controls("align", data_dir, tmp_path)
+
+
+def test_temporal_adjacency_probe_exposes_a_block_design():
+    from brainvis_hf.training.protocols import temporal_adjacency_probe
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"label": datasets.ClassLabel(num_classes=5), "subject": datasets.Value("int32"),
+                                  "eeg_index": datasets.Value("int64")})
+
+    def design(order):  # 5 classes x 20 recordings per subject; every 5th recording goes to test
+        labels = np.repeat(np.arange(5), 20)[order]
+        rows = {"label": labels.tolist(), "subject": [1] * 100, "eeg_index": list(range(100))}
+        full = datasets.Dataset.from_dict(rows, features=features)
+        test = [i for i in range(100) if i % 5 == 2]
+        return datasets.DatasetDict({"train": full.select([i for i in range(100) if i % 5 != 2]),
+                                     "test": full.select(test)})
+
+    block = temporal_adjacency_probe(design(np.arange(100)))
+    assert block["accuracy"] == 1.0 and block["p_value"] < 1e-6 and block["chance"] == 0.2
+    randomised = temporal_adjacency_probe(design(rng.permutation(100)))
+    assert randomised["accuracy"] < 0.45 and randomised["p_value"] > 0.01
+    with pytest.raises(ValueError, match="split 'test' has no column 'trial'"):
+        temporal_adjacency_probe(design(np.arange(100)), order_column="trial")

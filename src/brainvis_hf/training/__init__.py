@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "run_subject_protocol": ".protocols",
     "shuffled_label_dataset": ".protocols",
     "run_controls": ".protocols",
+    "temporal_adjacency_probe": ".protocols",
 }
 
 __all__ = sorted(_LAZY)

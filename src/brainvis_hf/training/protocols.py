@@ -14,6 +14,8 @@ citations.
   test within one subject) or the leave-one-subject-out folds (train and select on the other
   subjects, test on the held-out one); :func:`run_subject_protocol` trains a stage on every
   fold and reports the mean and standard deviation over subjects.
+* **Temporal-adjacency probe.** :func:`temporal_adjacency_probe` classifies test recordings
+  from their neighbours in recording order alone; far above chance means a block design.
 * **Label-shuffled control.** :func:`shuffled_label_dataset` permutes the labels of the train
   and validation splits (test untouched); :func:`run_controls` trains the same stage on it.
   Its test accuracy must sit at chance; a control above chance means the inputs carry the
@@ -425,6 +427,60 @@ def controls_markdown(controls: Mapping[str, Any]) -> str:
         f"{c['classes_matched']} of {c['num_test_classes']} | {c['p_value']:.3g} |\n\n"
         f"{verdict}\n"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Temporal-adjacency probe
+# ----------------------------------------------------------------------------------------------
+
+
+def temporal_adjacency_probe(
+    dataset_dict,
+    *,
+    order_column: str = "eeg_index",
+    num_neighbours: int = 2,
+    split: str = "test",
+    reference_split: str = "train",
+) -> dict[str, Any]:
+    """Classify ``split`` recordings from their neighbours in recording order only (no EEG at all).
+
+    For every recording of ``split``, take the ``num_neighbours`` recordings of the same subject
+    in ``reference_split`` closest in ``order_column`` and predict their majority label (ties:
+    the nearest). In a block design, where a class's recordings are contiguous in time, this
+    "classifier" scores far above chance although it never looks at the EEG; in a randomised
+    design it sits at chance. Use it only when ``order_column`` really is the recording order
+    (e.g. an acquisition timestamp or trial number; EEG-ImageNet's ``eeg_index`` is the position
+    in the signals file, which is the recording order only if the release stored it so).
+
+    Returns:
+        ``{"accuracy", "chance" (majority-class rate), "p_value" (one-sided binomial),
+        "num_queries", "order_column", "num_neighbours"}``.
+    """
+    if num_neighbours < 1:
+        raise ValueError(f"num_neighbours={num_neighbours}: expected >= 1")
+    for name in (split, reference_split):
+        if name not in dataset_dict:
+            raise ValueError(f"no split {name!r} (have {sorted(dataset_dict)})")
+        if order_column not in dataset_dict[name].column_names:
+            raise ValueError(f"split {name!r} has no column {order_column!r} to order recordings by")
+    ref, query = dataset_dict[reference_split], dataset_dict[split]
+    ref_order, ref_label, ref_subject = (np.asarray(ref[c]) for c in (order_column, "label", "subject"))
+    hits = 0
+    for position, label, subject in zip(query[order_column], query["label"], query["subject"]):
+        same = np.flatnonzero(ref_subject == subject)
+        if same.size == 0:
+            continue
+        distance = np.abs(ref_order[same].astype(np.float64) - float(position))
+        nearest = same[np.argsort(distance, kind="stable")[:num_neighbours]]
+        votes = ref_label[nearest]
+        counts = np.bincount(votes)
+        best = np.flatnonzero(counts == counts.max())
+        predicted = next(v for v in votes if v in best)  # ties: the nearest neighbour's label
+        hits += int(predicted == label)
+    n = len(query)
+    chance = chance_level(dataset_dict, split)
+    return {"accuracy": hits / n if n else float("nan"), "chance": chance, "p_value": binomial_p_above(hits, n, chance),
+            "num_queries": n, "order_column": order_column, "num_neighbours": num_neighbours}
 
 
 def _finite(value: Any) -> Any:
