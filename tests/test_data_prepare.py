@@ -39,6 +39,7 @@ def test_layout(prepared_data_dir):
         "data/test-00000-of-00001.parquet",
         "data/train-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",
+        "splits.json",
     ]
 
 
@@ -169,4 +170,5 @@ def test_push_prepared_dataset(prepared_data_dir, monkeypatch):
         "data/test-00000-of-00001.parquet",
         "data/train-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",
+        "splits.json",
     ]

@@ -37,6 +37,9 @@ _LAZY_IMPORTS: dict[str, str] = {
     "EEGImageNet": ".data",
     "BrainVisDataCollator": ".data",
     "write_synthetic_eeg_imagenet": ".data",
+    "load_things_eeg2": ".data",
+    "ThingsEEG2": ".data",
+    "write_synthetic_things_eeg2": ".data",
     "prepare_dataset": ".data",
     "load_prepared_dataset": ".data",
     # EEG users' formats (MNE input, braindecode export, signal metadata)
@@ -63,6 +66,8 @@ _LAZY_IMPORTS: dict[str, str] = {
     "linear_probe_accuracy": ".evaluation",
     "n_way_top_k_accuracy": ".evaluation",
     "eeg_classification_metrics": ".evaluation",
+    "evaluate_zero_shot": ".evaluation",
+    "zero_shot_retrieval": ".evaluation",
 }
 
 __all__ = ["__version__", *_LAZY_IMPORTS]
@@ -88,9 +93,12 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         BrainVisDataCollator,
         EEGImageNet,
         load_eeg_imagenet,
+        ThingsEEG2,
         load_prepared_dataset,
+        load_things_eeg2,
         prepare_dataset,
         write_synthetic_eeg_imagenet,
+        write_synthetic_things_eeg2,
     )
     from .data.braindecode_io import (
         load_braindecode_arrays,
@@ -106,8 +114,10 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         eeg_classification_metrics,
         evaluate_generated,
         linear_baseline_accuracy,
+        evaluate_zero_shot,
         linear_probe_accuracy,
         n_way_top_k_accuracy,
+        zero_shot_retrieval,
     )
     from .models import (
         BrainVisConfig,

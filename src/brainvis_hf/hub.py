@@ -203,6 +203,8 @@ def training_run_card(run_dir: str | os.PathLike, metrics: Mapping[str, Any] | N
         f"{data.get('num_test', '?')} test recordings of {data.get('num_channels', '?')} channels x "
         f"{data.get('num_samples', '?')} samples, {data.get('num_labels', '?')} classes."
     )
+    if (data.get("splits") or {}).get("sha256"):
+        training_data += f" Split content hash (SHA-256 of the row identities, docs/protocols.md): `{data['splits']['sha256']}`."
     procedure = (
         f"Stage `{stage}` of `brainvis train` (preset `{metrics.get('preset')}`, seed {metrics.get('seed')}), "
         f"with `transformers.Trainer`. {protocol_text}"

@@ -1,8 +1,8 @@
 """Find the configuration folders shipped in ``hub_configs/``.
 
 Presets: ``paper`` (the published sizes and hyper-parameters, GPU), ``small`` (minutes on a
-2-core CPU; the recipe options that make the chain learn, see docs/training.md) and ``tiny``
-(seconds; tests).
+2-core CPU; the recipe options that make the chain learn, see docs/training.md), ``tiny``
+(seconds; tests) and the THINGS-EEG2 variants (17 channels x 100 samples at 100 Hz).
 """
 
 from __future__ import annotations
@@ -10,7 +10,16 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-PRESETS = ("paper", "small", "tiny")
+#: preset name -> its folder under ``hub_configs/`` ("" = the top: the paper-size configurations)
+PRESET_FOLDERS: dict[str, str] = {
+    "paper": "",
+    "small": "small",
+    "tiny": "tiny",
+    # THINGS-EEG2 preprocessed release: 17 channels x 100 samples at 100 Hz (LMM wave length 4 / 5)
+    "things-eeg2-small": "things_eeg2/small",
+    "things-eeg2-tiny": "things_eeg2/tiny",
+}
+PRESETS = tuple(PRESET_FOLDERS)
 
 
 def preset_dir(name: str, preset: str = "paper") -> Path:
@@ -23,10 +32,13 @@ def preset_dir(name: str, preset: str = "paper") -> Path:
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
     root = Path(str(resources.files("brainvis_hf.hub_configs")))
-    base = root if preset == "paper" else root / preset
+    base = root / PRESET_FOLDERS[preset] if PRESET_FOLDERS[preset] else root
     folder = base / name
     if not folder.is_dir():
-        known = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in {*PRESETS, "__pycache__"})
+        known = sorted(
+            p.name for p in base.iterdir()
+            if p.is_dir() and p.name not in {"small", "tiny", "things_eeg2", "__pycache__"}
+        )
         raise FileNotFoundError(
             f"No {preset!r} configuration named {name!r} in {base}; available: {', '.join(known) or 'none'}."
         )

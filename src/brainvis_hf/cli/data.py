@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     data_subparsers.required = True
     _register_synth(data_subparsers)
     _register_prepare(data_subparsers)
+    _register_things_eeg2(data_subparsers)
 
     from .data_clip_targets import register as register_clip_targets
 
@@ -157,4 +158,54 @@ def _run_prepare(args: argparse.Namespace) -> int:
     if args.push_to_hub:
         url = push_prepared_dataset(output, args.push_to_hub, private=args.private)
         print(f"Uploaded to {url}")
+    return 0
+
+
+def _register_things_eeg2(data_subparsers) -> None:
+    p = data_subparsers.add_parser(
+        "prepare-things-eeg2",
+        help="convert THINGS-EEG2's preprocessed release (Gifford et al. 2022) into Parquet shards + a dataset card",
+        description="Read sub-XX/preprocessed_eeg_{training,test}.npy and image_metadata.npy with a restricted "
+        "unpickler (no code runs), carve validation images from the training images, and write a prepared folder "
+        "(17 channels x 100 samples; see docs/data.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="folder with sub-XX/preprocessed_eeg_*.npy")
+    p.add_argument("--metadata", default=None, help="image_metadata.npy (default: DATA/image_metadata.npy)")
+    p.add_argument("--output", required=True, help="folder to create")
+    p.add_argument("--subjects", type=int, nargs="+", default=None, help="subject numbers (default: all found)")
+    p.add_argument("--average-repetitions", default="1", help="train/validation: k (mean of each group of k) or 'all'")
+    p.add_argument("--test-average-repetitions", default="all", help="test: k or 'all'")
+    p.add_argument("--validation-images-per-concept", type=int, default=1)
+    p.add_argument("--validation-seed", type=int, default=0)
+    p.add_argument("--image-root", default=None, help="THINGS images (training_images/, test_images/); adds an image column")
+    p.add_argument("--synthetic", action="store_true",
+                   help="first write a small synthetic release of the real structure into --data (tests, demos)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    p.set_defaults(func=_run_things_eeg2)
+
+
+def _repetitions(text: str):
+    return "all" if text == "all" else int(text)
+
+
+def _run_things_eeg2(args: argparse.Namespace) -> int:
+    from ..data.things_eeg2 import prepare_things_eeg2, write_synthetic_things_eeg2
+
+    try:
+        if args.synthetic:
+            write_synthetic_things_eeg2(args.data, overwrite=args.overwrite)
+        with tempfile.TemporaryDirectory(prefix="brainvis-things-cache-") as cache:
+            out = prepare_things_eeg2(
+                args.data, args.output, metadata_path=args.metadata, subjects=args.subjects,
+                average_repetitions=_repetitions(args.average_repetitions),
+                test_average_repetitions=_repetitions(args.test_average_repetitions),
+                validation_images_per_concept=args.validation_images_per_concept,
+                validation_seed=args.validation_seed, image_root=args.image_root, cache_dir=cache,
+                overwrite=args.overwrite,
+            )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"brainvis data prepare-things-eeg2: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out}/README.md, {out}/splits.json and {out}/data/")
     return 0

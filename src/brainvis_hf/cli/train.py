@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from ..presets import PRESETS as _PRESETS
 
 _STAGES = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
@@ -57,7 +60,8 @@ def register(subparsers) -> None:
     parser.add_argument("stage", choices=_STAGES, help="the stage to train")
     parser.add_argument("--data", required=True, help="prepared data folder (brainvis data prepare)")
     parser.add_argument("--output", required=True, help="run folder (the best model is saved in it)")
-    parser.add_argument("--preset", default="paper", choices=("paper", "small", "tiny"), help="model + hyper-parameter preset")
+    parser.add_argument("--preset", default="paper", choices=_PRESETS,
+                        help="model + hyper-parameter preset (small: the demo's; things-eeg2-*: 17 channels x 100 samples at 100 Hz)")
     parser.add_argument("--config", default=None, help="model config.json replacing the preset's (fresh models)")
     parser.add_argument("--training-config", default=None, help="hyper-parameter JSON replacing the preset's")
     parser.add_argument(
@@ -69,6 +73,17 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--protocol", default="validation", choices=("validation", "paper"),
         help="validation: select on validation; paper: the original's train on train+validation, select on test",
+    )
+    parser.add_argument(
+        "--subject-protocol", default=None, choices=("per-subject", "loso"),
+        help="train one run per subject: per-subject (train/select/test within each subject) or loso (leave one "
+        "subject out: train on the others, test on it); OUTPUT/sub-XX/ per fold, mean +- std in "
+        "OUTPUT/subject_protocol.json and OUTPUT/README.md; --init may contain {fold} (docs/protocols.md)",
+    )
+    parser.add_argument(
+        "--controls", action="store_true",
+        help="also train a label-shuffled control (classification stages) and report its test accuracy vs chance "
+        "in metrics.json and the card; it must sit at chance (docs/protocols.md)",
     )
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters on the time encoder only")
     parser.add_argument("--lora-r", type=int, default=8)
@@ -131,6 +146,14 @@ def training_overrides(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from ..training.stages import train_stage
 
+    if args.subject_protocol is not None:
+        clashing = [flag for flag, value in (("--controls", args.controls), ("--push-to-hub", args.push_to_hub),
+                                             ("--resume-from-checkpoint", args.resume_from_checkpoint)) if value]
+        if clashing:
+            print(f"brainvis train: error: --subject-protocol cannot be combined with {', '.join(clashing)}; "
+                  "run the control on a fold's data folder (OUTPUT/folds/sub-XX/data) instead", file=sys.stderr)
+            return 2
+        return _run_subject_protocol(args)
     result = train_stage(
         args.stage,
         args.data,
@@ -159,4 +182,35 @@ def _run(args: argparse.Namespace) -> int:
         summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
                    for split, values in result.metrics["evaluation"].items()}
         print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(summary)}")
+    if args.controls and result.trainer.is_world_process_zero():
+        from ..training.protocols import run_controls
+
+        controls = run_controls(args.stage, args.data, args.output, seed=args.seed, init=args.init,
+                                **_common_kwargs(args))
+        c = controls["shuffled_labels"]
+        state = "ABOVE CHANCE (confound?)" if c["above_chance"] else "at chance"
+        print(f"brainvis train {args.stage}: label-shuffled control: test accuracy {c['test_accuracy']:.4f}, "
+              f"chance {c['chance']:.4f}, p = {c['p_value']:.3g}: {state}")
+    return 0
+
+
+def _common_kwargs(args: argparse.Namespace) -> dict:
+    """``train_stage`` arguments shared by the main run, subject folds and controls."""
+    return dict(
+        preset=args.preset, config=args.config, training_config=args.training_config, protocol=args.protocol,
+        linear_probe_every_n_epochs=args.linear_probe_every, overwrite_output=True,
+        training_overrides=training_overrides(args), lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout, merge_lora=args.merge_lora,
+    )
+
+
+def _run_subject_protocol(args: argparse.Namespace) -> int:
+    from ..training.protocols import run_subject_protocol
+
+    report = run_subject_protocol(args.stage, args.data, args.output, args.subject_protocol, init=args.init,
+                                  seed=args.seed, **_common_kwargs(args))
+    test = report["summary"].get("test", {})
+    shown = {k: f"{v['mean']:.4f} +- {v['std']:.4f}" for k, v in test.items() if k in ("accuracy", "cosine", "loss")}
+    print(f"brainvis train {args.stage} --subject-protocol {args.subject_protocol}: {len(report['folds'])} folds in "
+          f"{args.output}; test {json.dumps(shown)}")
     return 0

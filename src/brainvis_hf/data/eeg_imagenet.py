@@ -1,5 +1,12 @@
 """EEG-ImageNet ("CVPR40", Spampinato et al. 2017) as a ``datasets`` builder.
 
+This is the data set BrainVis was published on: Spampinato et al., CVPR 2017, also called
+"ImageNet-EEG" or "CVPR40" (alias: ``SpampinatoEEGImageNet``). It is **not** the unrelated
+"EEG-ImageNet" of Zhu et al. (2024). It was recorded in a block design (all images of a class
+in one block), which inflates class accuracy through temporal confounds (Li et al., 2020);
+see ``docs/protocols.md``. For a current benchmark see
+:class:`~brainvis_hf.data.things_eeg2.ThingsEEG2`.
+
 The data set comes as two PyTorch files (see ``shared/reference/eeg-imagenet.md``):
 
 * a signals file (e.g. ``eeg_5_95_std.pth``): ``{"dataset": [{"eeg": (128, T) tensor, "image": int,
@@ -63,7 +70,9 @@ _DESCRIPTION = (
     "EEG-ImageNet (Spampinato et al., CVPR 2017): 128-channel EEG (1 kHz) recorded while six "
     "subjects watched 2,000 ImageNet images of 40 classes. Each row is one recording, channels "
     "first, cropped to the time window; `label` is the class index (ClassLabel names are the "
-    "WordNet ids in the order of the signals file), `label_text` its words."
+    "WordNet ids in the order of the signals file), `label_text` its words. Also called "
+    "'ImageNet-EEG' or 'CVPR40'; not the unrelated Zhu et al. (2024) 'EEG-ImageNet'. Recorded in a "
+    "block design: class accuracy is inflated by temporal confounds (Li et al., 2020)."
 )
 
 # An image name is an ImageNet file stem such as ``n02951358_31190``: letters, digits, ``_``,
@@ -397,7 +406,8 @@ class EEGImageNetConfig(datasets.BuilderConfig):
 
 
 class EEGImageNet(datasets.GeneratorBasedBuilder):
-    """EEG-ImageNet signals + splits files -> ``train`` / ``validation`` / ``test`` splits.
+    """EEG-ImageNet (Spampinato et al., CVPR 2017; not Zhu et al. 2024) signals + splits files ->
+    ``train`` / ``validation`` / ``test`` splits.
 
     Columns: ``eeg`` (``Array2D((C, T), "float32")``), ``label`` (``ClassLabel``, WordNet ids in
     file order), ``label_text``, ``subject``, ``image_name``, ``eeg_index`` and, with an image

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,6 +60,8 @@ def prepare_dataset(
     preprocessing: Mapping[str, Any] | None = None,
     description: str | None = None,
     overwrite: bool = False,
+    citation: str | None = None,
+    license_note: str | None = None,
 ) -> Path:
     """Write ``dataset_dict`` as Parquet shards plus a dataset card into ``output_dir``.
 
@@ -76,6 +79,7 @@ def prepare_dataset(
         description: the card's opening paragraph (default: a description of EEG-ImageNet; pass
             one for synthetic or other data).
         overwrite: replace a non-empty ``output_dir``.
+        citation, license_note: the card's BibTeX and licence paragraph (default: EEG-ImageNet's).
 
     Returns:
         ``output_dir`` as a ``Path``.
@@ -99,9 +103,13 @@ def prepare_dataset(
             num_bytes = _write_split(dataset_dict[split], split, tmp / DATA_DIR, max_bytes)
             split_infos.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset_dict[split])))
         card = build_dataset_card(
-            dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing, description=description
+            dataset_dict, split_infos, card_metadata=card_metadata, preprocessing=preprocessing, description=description,
+            citation=citation, license_note=license_note,
         )
         card.save(tmp / "README.md")
+        from ..training.protocols import write_split_manifest
+
+        write_split_manifest(tmp, dataset_dict)  # DIR/splits.json: split content hashes (docs/protocols.md)
         os.chmod(tmp, _default_mode(0o777))
         _move_into_place(tmp, output_dir)
     except BaseException:
@@ -149,6 +157,8 @@ def build_dataset_card(
     card_metadata: Mapping[str, Any] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     description: str | None = None,
+    citation: str | None = None,
+    license_note: str | None = None,
 ) -> DatasetCard:
     """The dataset card: YAML (``configs``, ``dataset_info``, licence, tags) and a Markdown body."""
     first = next(iter(dataset_dict.values()))
@@ -176,8 +186,10 @@ def build_dataset_card(
     body += [
         description
         or "128-channel EEG recorded at 1 kHz while subjects watched ImageNet images of 40 classes "
-        "(Spampinato et al., CVPR 2017), prepared with [brainvis-hf](https://arxiv.org/abs/2312.14871) "
-        "for EEG classification and EEG -> image reconstruction (BrainVis).",
+        "(Spampinato et al., CVPR 2017; also called ImageNet-EEG or CVPR40, and unrelated to the "
+        "'EEG-ImageNet' of Zhu et al., 2024), prepared with [brainvis-hf](https://arxiv.org/abs/2312.14871) "
+        "for EEG classification and EEG -> image reconstruction (BrainVis). Recorded in a block design: "
+        "class accuracy is inflated by temporal confounds (Li et al., 2020; see docs/protocols.md).",
         "",
         "## Splits",
         "",
@@ -190,8 +202,8 @@ def build_dataset_card(
         "- `eeg`: float32, channels x time (already cropped to the time window)",
         "- `label`: class index (`ClassLabel`; names are the WordNet ids in the signals file's order)",
         "- `label_text`: the class in words (used as the refinement prompt)",
-        "- `subject`: subject number (1..6)",
-        "- `image_name`: ImageNet file stem of the stimulus, e.g. `n02951358_31190`",
+        "- `subject`: subject number",
+        "- `image_name`: file stem of the stimulus image (EEG-ImageNet: an ImageNet stem such as `n02951358_31190`)",
         "- `eeg_index`: index of the recording in the original signals file (stable EEG id)",
     ]
     if "image" in features:
@@ -200,8 +212,13 @@ def build_dataset_card(
         body += ["", "## Preprocessing", "", *[f"- `{k}`: {v}" for k, v in preprocessing.items()]]
     label_feature = features["label"]
     if isinstance(label_feature, datasets.ClassLabel):
-        body += ["", "## Classes", "", "| index | WordNet id | words |", "|---|---|---|"]
-        body += [f"| {i} | {w} | {WNID_TO_WORDS.get(w, w)} |" for i, w in enumerate(label_feature.names)]
+        words = {}
+        for split in dataset_dict.values():
+            if "label_text" in split.column_names:
+                for label, text in zip(split["label"], split["label_text"]):
+                    words.setdefault(int(label), text)
+        body += ["", "## Classes", "", "| index | name (WordNet id / concept) | words |", "|---|---|---|"]
+        body += [f"| {i} | {w} | {WNID_TO_WORDS.get(w) or words.get(i, w)} |" for i, w in enumerate(label_feature.names)]
     body += [
         "",
         "## Usage",
@@ -215,7 +232,7 @@ def build_dataset_card(
         "",
         "## Licence",
         "",
-        LICENSE_NOTE,
+        license_note or LICENSE_NOTE,
         "",
         "## Ethics",
         "",
@@ -224,7 +241,7 @@ def build_dataset_card(
         "## Citation",
         "",
         "```bibtex",
-        _CITATION.strip(),
+        (citation or _CITATION).strip(),
         "```",
         "",
     ]
@@ -246,7 +263,9 @@ def load_prepared_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.Pa
             f"{data_dir}: not a prepared data folder (expected README.md and {DATA_DIR}/<split>-*.parquet; "
             "write one with `brainvis data prepare`)"
         )
-    ds = datasets.load_dataset(str(data_dir), cache_dir=None if cache_dir is None else str(cache_dir))
+    ds = datasets.load_dataset(
+        "parquet", data_files=_split_files(data_dir), cache_dir=None if cache_dir is None else str(cache_dir)
+    )
     for split, d in ds.items():
         missing = [c for c in REQUIRED_COLUMNS if c not in d.column_names]
         if missing:
@@ -257,6 +276,25 @@ def load_prepared_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.Pa
         if not isinstance(label, datasets.ClassLabel):
             raise ValueError(f"{data_dir}: split '{split}': column 'label' must be a ClassLabel, got {label}")
     return ds
+
+
+def _split_files(data_dir: Path) -> dict[str, list[str]]:
+    """``{split: [absolute shard paths]}`` of a prepared folder.
+
+    Loading through the ``parquet`` builder with absolute paths makes the ``datasets`` cache key
+    depend on where the shards are (and their modification times). ``load_dataset(DIR)`` keyed
+    the cache on the folder *name* and card only, so two prepared folders both called
+    ``prepared`` with identical cards (same sizes, different values) shared one cache entry and
+    the second silently loaded the first one's data.
+    """
+    files: dict[str, list[str]] = {}
+    for path in sorted((data_dir / DATA_DIR).glob("*.parquet")):
+        match = re.match(r"^(.+)-\d{5}-of-\d{5}\.parquet$", path.name)
+        if match is None:
+            raise ValueError(f"{path}: unexpected shard name (expected <split>-XXXXX-of-YYYYY.parquet)")
+        files.setdefault(match.group(1), []).append(str(path.resolve()))
+    ordered = [s for s in SPLIT_ORDER if s in files] + [s for s in files if s not in SPLIT_ORDER]
+    return {split: files[split] for split in ordered}
 
 
 def push_prepared_dataset(

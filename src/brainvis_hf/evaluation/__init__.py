@@ -32,9 +32,10 @@ from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_im
 from .linear_probe import binned_eeg_features, linear_baseline_accuracy, linear_probe_accuracy
 from .report import evaluate_generated, metrics_markdown, read_generated_folder
 from .structural_similarity import ssim, ssim_batch
+from .zero_shot import cosine_scores, evaluate_zero_shot, zero_shot_evaluation, zero_shot_markdown, zero_shot_retrieval
 
 #: names of the bundled ``evaluate`` modules
-METRIC_MODULES = ("n_way_top_k_accuracy", "inception_score", "fid", "ssim", "eeg_classification")
+METRIC_MODULES = ("n_way_top_k_accuracy", "inception_score", "fid", "ssim", "eeg_classification", "zero_shot_retrieval")
 
 
 def metric_module_path(name: str) -> str:
@@ -51,8 +52,10 @@ __all__ = [
     "TransformersImageFeatureExtractor",
     "classify_images",
     "confusion_matrix",
+    "cosine_scores",
     "eeg_classification_metrics",
     "evaluate_generated",
+    "evaluate_zero_shot",
     "extract_features",
     "feature_statistics",
     "fid",
@@ -74,4 +77,7 @@ __all__ = [
     "ssim",
     "ssim_batch",
     "top_k_accuracy",
+    "zero_shot_evaluation",
+    "zero_shot_markdown",
+    "zero_shot_retrieval",
 ]

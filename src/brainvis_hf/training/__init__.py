@@ -36,6 +36,13 @@ _LAZY: dict[str, str] = {
     "apply_lora": ".lora",
     "merge_lora": ".lora",
     "merge_lora_adapter": ".lora",
+    "split_hashes": ".protocols",
+    "split_record": ".protocols",
+    "subject_folds": ".protocols",
+    "run_subject_protocol": ".protocols",
+    "shuffled_label_dataset": ".protocols",
+    "run_controls": ".protocols",
+    "temporal_adjacency_probe": ".protocols",
 }
 
 __all__ = sorted(_LAZY)

@@ -506,6 +506,9 @@ def train_stage(
     data_dir = Path(data_dir)
     dataset_dict = load_prepared_dataset(data_dir)
     data = describe_data(dataset_dict, data_dir)
+    from .protocols import split_record
+
+    splits_record = split_record(data_dir, dataset_dict)  # hashes of the splits used (docs/protocols.md)
 
     clip_targets = None
     prompt_shape = None
@@ -629,7 +632,7 @@ def train_stage(
             "path": str(data_dir), "name": data.name, "num_channels": data.num_channels,
             "num_samples": data.num_samples, "num_labels": data.num_labels,
             "num_train": len(train_set), "num_validation": data.split_sizes.get("validation"),
-            "num_test": data.split_sizes.get("test"),
+            "num_test": data.split_sizes.get("test"), "splits": splits_record,
         },
         "hyperparameters": hyperparameters,
         "train": dict(train_output.metrics),
