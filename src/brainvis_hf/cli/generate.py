@@ -73,11 +73,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
-    from ..pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices
+    from ..pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices, read_manifest
 
     for name in ("num_images_per_eeg", "steps", "refine_steps", "batch_size", "contact_sheet_rows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    from pathlib import Path
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is an existing file, not a folder; give a new folder or the folder of a previous run.")
+    if output.is_dir():
+        read_manifest(output)  # a damaged or hand-edited manifest is reported before the models load
     records = load_eeg_records(args.eeg, split=args.split, indices=parse_indices(args.indices), image_root=args.image_root)
     if not records:
         raise ValueError(f"--eeg {args.eeg}: no recordings selected.")

@@ -68,6 +68,9 @@ def read_generated_folder(generated_dir: str | Path) -> GeneratedFolder:
         raise ValueError(f"{manifest_path} is not valid JSON: {err}") from err
     if not isinstance(manifest, dict):
         raise _fail(root, f"expected a JSON object at the top level; got {type(manifest).__name__}")
+    from ..pipelines.generate_folder import check_manifest_paths
+
+    check_manifest_paths(manifest, root, manifest_path)  # no file outside the folder is read
     for key in ("eegs", "images"):
         if not isinstance(manifest.get(key), list) or not manifest[key]:
             raise _fail(root, f"expected a non-empty list under {key!r}; got {manifest.get(key)!r:.80}")

@@ -29,6 +29,8 @@ import numpy as np
 import PIL.Image
 from tqdm.auto import tqdm
 
+from .._io import confined_path, dumps_strict, remove_stale_temporaries
+
 MANIFEST_NAME = "manifest.json"
 PARTS_DIR = ".manifest_parts"
 CONTACT_SHEET_NAME = "contact_sheet.png"
@@ -261,7 +263,8 @@ def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(data, indent=1), encoding="utf-8"))
+    text = dumps_strict(data, path, indent=1)  # before the write: a refused value leaves the old file
+    _atomic_write_bytes(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def _save_png(image: PIL.Image.Image, path: Path) -> None:
@@ -273,18 +276,45 @@ def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     root = Path(output_dir)
     documents = []
     if (root / MANIFEST_NAME).is_file():
-        try:
-            documents.append(json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{root / MANIFEST_NAME} is not valid JSON ({err}); move it away to start afresh.") from err
+        documents.append(_load_manifest_document(root / MANIFEST_NAME, root))
     for part in sorted((root / PARTS_DIR).glob("*.json")) if (root / PARTS_DIR).is_dir() else []:
-        try:
-            documents.append(json.loads(part.read_text(encoding="utf-8")))
-        except json.JSONDecodeError:
-            continue  # a part file cut short by a crash: its images are simply redone
+        document = _load_manifest_document(part, root, tolerate_invalid=True)
+        if document is not None:  # None: a part file damaged on disk; its images are simply redone
+            documents.append(document)
     if not documents:
         return None
     return merge_manifests(documents)
+
+
+def _load_manifest_document(path: Path, root: Path, tolerate_invalid: bool = False) -> dict[str, Any] | None:
+    """One manifest or part file, with its file entries checked to stay inside ``root``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        if tolerate_invalid:
+            return None
+        raise ValueError(f"{path} is not valid JSON ({err}); move it away to start afresh.") from err
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(document).__name__}; move it away to start afresh.")
+    for key in ("images", "eegs"):
+        entries = document.get(key, [])
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: {key!r} must be a list, got {type(entries).__name__}; move the file away to start afresh.")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "eeg_id" not in entry or (key == "images" and not isinstance(entry.get("sample"), int)):
+                raise ValueError(f"{path}: {key}[{i}] is not a valid entry ({entry!r:.80}); move the file away to start afresh.")
+    check_manifest_paths(document, root, path)
+    return document
+
+
+def check_manifest_paths(document: dict[str, Any], root: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Refuse manifest entries whose files are absolute or outside ``root`` (see :func:`confined_path`)."""
+    for key, fields in (("images", ("file", "stage1_file")), ("eegs", ("ground_truth",))):
+        entries = document.get(key, [])
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            for name in fields if isinstance(entry, dict) else ():
+                if entry.get(name) is not None:
+                    confined_path(root, entry[name], source, f"{key}[{i}].{name}")
 
 
 def merge_manifests(documents: Sequence[dict[str, Any]], eeg_order: Sequence[str] = ()) -> dict[str, Any]:
@@ -467,8 +497,13 @@ def generate_to_folder(
         "class_names": class_names,
         "generation": {**settings.as_dict(), "eeg_source": eeg_source},
     }
-    for sub in ("images", "stage1", "ground_truth", PARTS_DIR) if settings.refine else ("images", "ground_truth", PARTS_DIR):
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"output folder {root} is an existing file, not a folder; give a new folder or the folder of a previous run.")
+    subfolders = ("images", "stage1", "ground_truth", PARTS_DIR) if settings.refine else ("images", "ground_truth", PARTS_DIR)
+    for sub in subfolders:
         (root / sub).mkdir(parents=True, exist_ok=True)
+    if rank == 0:  # temporary files of a run that crashed or ran out of disk space
+        remove_stale_temporaries(root, *(root / sub for sub in subfolders))
 
     existing = read_manifest(root)
     if existing is not None:
@@ -479,8 +514,12 @@ def generate_to_folder(
     mine = shard(todo, rank, world_size)
 
     part_path = root / PARTS_DIR / f"rank{rank:03d}.json"
-    part: dict[str, Any] = {**header, "eegs": [], "images": []}
-    eeg_entries: dict[str, dict] = {}
+    # keep what this rank's part file already records: a run interrupted before the merge below
+    # must not lose the images of the runs before it (they are in `existing`, not yet in manifest.json)
+    previous_part = _load_manifest_document(part_path, root, tolerate_invalid=True) if part_path.is_file() else None
+    part: dict[str, Any] = {**header, "eegs": [], "images": list((previous_part or {}).get("images", []))}
+    eeg_entries: dict[str, dict] = {str(e["eeg_id"]): e for e in (previous_part or {}).get("eegs", [])}
+    fresh_eegs: set[str] = set()
     pipe.set_progress_bar_config(disable=True)
     bar = tqdm(total=len(mine), desc=f"generating (process {rank})" if world_size > 1 else "generating", unit="image",
                disable=not show_progress, position=rank)  # fmt: skip
@@ -512,7 +551,8 @@ def generate_to_folder(
             _save_png(out.images[i], root / entry["file"])
             if settings.refine:
                 _save_png(out.stage1_images[i], root / entry["stage1_file"])
-            if record.eeg_id not in eeg_entries:
+            if record.eeg_id not in fresh_eegs:
+                fresh_eegs.add(record.eeg_id)
                 gt = _ground_truth_image(record.ground_truth)
                 gt_rel = f"ground_truth/{record.eeg_id}.png" if gt is not None else None
                 if gt is not None and not (root / gt_rel).is_file():
@@ -538,10 +578,9 @@ def generate_to_folder(
         documents = ([existing] if existing is not None else []) + [header]
         parts = sorted((root / PARTS_DIR).glob("*.json"))
         for path in parts:
-            try:
-                documents.append(json.loads(path.read_text(encoding="utf-8")))
-            except json.JSONDecodeError:
-                continue
+            document = _load_manifest_document(path, root, tolerate_invalid=True)
+            if document is not None:
+                documents.append(document)
         previous = [str(e["eeg_id"]) for e in (existing or {}).get("eegs", [])]
         manifest = merge_manifests(documents, eeg_order=previous + [r.eeg_id for r in records])
         manifest = {key: manifest[key] for key in ("model", "num_images_per_eeg", "class_names", "generation", "eegs", "images")}
