@@ -102,3 +102,18 @@ def remove_stale_temporaries(*folders: str | os.PathLike) -> list[Path]:
                     continue
                 removed.append(path)
     return removed
+
+
+def finite_or_none(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by ``None`` (JSON ``null``).
+
+    For metrics files: a metric that is undefined (NaN) must not make a finished run fail at its
+    last step, nor be written as the invalid token ``NaN``; ``null`` means "no finite value".
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data

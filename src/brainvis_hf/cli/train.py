@@ -125,6 +125,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .._io import finite_or_none
     from ..training.stages import train_stage
 
     result = train_stage(
@@ -153,5 +154,5 @@ def _run(args: argparse.Namespace) -> int:
     if result.trainer.is_world_process_zero():
         summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
                    for split, values in result.metrics["evaluation"].items()}
-        print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(summary)}")
+        print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(finite_or_none(summary), allow_nan=False)}")
     return 0

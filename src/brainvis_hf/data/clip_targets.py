@@ -134,7 +134,7 @@ def _read_index(folder: Path) -> dict[str, Any] | None:
 
 def _write_index(folder: Path, index: dict[str, Any]) -> None:
     tmp = folder / (INDEX_NAME + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
+    tmp.write_text(json.dumps(index, indent=1, allow_nan=False))
     os.replace(tmp, folder / INDEX_NAME)
 
 

@@ -24,6 +24,7 @@ from .modeling_time_encoder import (
     BrainVisEEGClassifierOutput,
     BrainVisTimeEncoderModel,
     check_eeg_values,
+    check_model_outputs,
     init_linear_like_torch,
     linear,
 )
@@ -149,7 +150,7 @@ class BrainVisModel(BrainVisPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BrainVisModelOutput | tuple:
-        check_eeg_values(eeg_values, self.config.num_channels, self.config.num_samples)
+        check_eeg_values(eeg_values, self.config.num_channels, self.config.num_samples, dtype=self.dtype)
         time_out = self.time_encoder(eeg_values, output_hidden_states=output_hidden_states)
         freq_features = self.freq_encoder(eeg_values).pooler_output
         time_features = time_out.pooler_output
@@ -183,6 +184,8 @@ class BrainVisForEEGClassification(BrainVisPreTrainedModel):
     ) -> BrainVisEEGClassifierOutput | tuple:
         features = self.brainvis(eeg_values, output_hidden_states=output_hidden_states)
         logits = self.classifier(features.pooler_output)
+        if not self.training:
+            check_model_outputs(logits, "logits")
         loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
         output = BrainVisEEGClassifierOutput(
             loss=loss, logits=logits, pooler_output=features.pooler_output, hidden_states=features.hidden_states
@@ -270,6 +273,9 @@ class BrainVisForCLIPAlignment(BrainVisPreTrainedModel):
         features = self.brainvis(eeg_values).pooler_output
         logits = self.classifier(features)
         prompt_embeds = self.prompt_projector(torch.cat((features, logits), dim=1))
+        if not self.training:
+            check_model_outputs(logits, "logits")
+            check_model_outputs(prompt_embeds, "prompt embeddings")
 
         parts: dict[str, torch.Tensor] = {}
         batch = prompt_embeds.shape[0]

@@ -12,7 +12,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .configuration_brainvis import BrainVisFreqEncoderConfig
-from .modeling_time_encoder import BrainVisEEGClassifierOutput, check_eeg_values, init_linear_like_torch
+from .modeling_time_encoder import BrainVisEEGClassifierOutput, check_eeg_values, check_model_outputs, init_linear_like_torch
 
 
 def amplitude_spectrum(eeg_values: torch.Tensor) -> torch.Tensor:
@@ -65,11 +65,13 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
     ) -> BaseModelOutputWithPooling | tuple:
         """`last_hidden_state`: B x (T // 2) x lstm_hidden LSTM states; `pooler_output`: the feature."""
         config = self.config
-        check_eeg_values(eeg_values, config.num_channels, config.num_samples)
+        check_eeg_values(eeg_values, config.num_channels, config.num_samples, dtype=self.dtype)
         spectrum = amplitude_spectrum(eeg_values).to(self.projection.weight.dtype)
         # zero initial state (nn.LSTM's default); the feature reads the last step
         states, _ = self.lstm(spectrum)
         feature = F.relu(self.projection(states[:, -1]))
+        if not self.training:
+            check_model_outputs(feature, "frequency features")
         output = BaseModelOutputWithPooling(last_hidden_state=states, pooler_output=feature)
         return output if return_dict is not False else output.to_tuple()
 
@@ -92,6 +94,8 @@ class BrainVisFreqEncoderForEEGClassification(BrainVisFreqEncoderPreTrainedModel
     ) -> BrainVisEEGClassifierOutput | tuple:
         feature = self.freq_encoder(eeg_values).pooler_output
         logits = self.classifier(feature)
+        if not self.training:
+            check_model_outputs(logits, "logits")
         loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
         output = BrainVisEEGClassifierOutput(loss=loss, logits=logits, pooler_output=feature)
         return output if return_dict is not False else output.to_tuple()

@@ -137,7 +137,15 @@ def _array_records(array: np.ndarray, path: Path, indices: Sequence[int] | None)
         raise ValueError(f"{path}: expected an EEG array of shape (C, T) or (N, C, T), got shape {array.shape}.")
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{path}: expected a floating-point EEG array, got dtype {array.dtype}.")
-    return [EEGRecord(eeg_id=str(i), eeg=np.asarray(array[i], dtype=np.float32), number=i) for i in _select(len(array), indices, str(path))]
+    with np.errstate(over="ignore"):  # reported below, naming the recordings
+        records = [EEGRecord(eeg_id=str(i), eeg=np.asarray(array[i], dtype=np.float32), number=i) for i in _select(len(array), indices, str(path))]
+    overflow = [r.eeg_id for r in records if np.isfinite(array[int(r.eeg_id)]).all() and not np.isfinite(r.eeg).all()]
+    if overflow:  # finite float64 values beyond float32's range would become Inf silently
+        raise ValueError(
+            f"{path}: recording(s) {', '.join(overflow[:10])} overflow float32 (largest magnitude "
+            f"{float(np.abs(array[int(overflow[0])]).max()):.3g}); standardise the EEG (z-score each channel)."
+        )
+    return records
 
 
 def _signals_records(data: dict, path: Path, indices: Sequence[int] | None, image_root: str | os.PathLike | None) -> list[EEGRecord]:
@@ -237,7 +245,7 @@ def load_eeg_records(
             )
         if not data.dtype.is_floating_point:
             raise ValueError(f"{path}: expected a floating-point EEG tensor, got dtype {data.dtype}.")
-        return _array_records(data.float().numpy(), path, indices)
+        return _array_records(data.numpy() if data.dtype == torch.float64 else data.float().numpy(), path, indices)
     raise ValueError(f"--eeg: {path} is neither a prepared data folder nor a .npy / .pt / .pth file.")
 
 
@@ -446,6 +454,26 @@ def _ground_truth_image(value: Any) -> PIL.Image.Image | None:
     return PIL.Image.open(value)
 
 
+def _call_pipe(pipe, eeg: np.ndarray, settings: GenerationSettings, seeds: list[int]):
+    return pipe(
+        eeg,
+        num_images_per_eeg=1,
+        num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale,
+        refine=settings.refine,
+        refine_strength=settings.refine_strength,
+        refine_guidance_scale=settings.refine_guidance_scale,
+        refine_num_inference_steps=settings.refine_num_inference_steps,
+        height=settings.height,
+        width=settings.width,
+        generator=pipe.generators_from_seeds(seeds),
+        max_batch_size=settings.batch_size,
+        output_type="pil",
+        return_stage1_images=settings.refine,
+        **settings.extra,
+    )
+
+
 def generate_to_folder(
     pipe,
     records: Sequence[EEGRecord],
@@ -528,23 +556,15 @@ def generate_to_folder(
         batch_records = [records[r] for r, _ in batch]
         eeg = np.stack([windows[rec.eeg_id] for rec in batch_records])
         seeds = [settings.image_seed(rec, k) for rec, (_, k) in zip(batch_records, batch)]
-        out = pipe(
-            eeg,
-            num_images_per_eeg=1,
-            num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale,
-            refine=settings.refine,
-            refine_strength=settings.refine_strength,
-            refine_guidance_scale=settings.refine_guidance_scale,
-            refine_num_inference_steps=settings.refine_num_inference_steps,
-            height=settings.height,
-            width=settings.width,
-            generator=pipe.generators_from_seeds(seeds),
-            max_batch_size=settings.batch_size,
-            output_type="pil",
-            return_stage1_images=settings.refine,
-            **settings.extra,
-        )
+        try:
+            out = _call_pipe(pipe, eeg, settings, seeds)
+        except ValueError as err:  # finite EEG that overflows the encoder: name the recordings
+            rows = getattr(err, "batch_indices", None)
+            if rows is None:
+                raise
+            ids = [batch_records[i].eeg_id for i in rows]
+            message = str(err).split(": ", 1)[1] if str(err).startswith("recording(s)") else str(err)
+            raise ValueError(f"EEG {', '.join(ids[:10])} ({eeg_source or 'input'}): {message}") from None
         for i, (record, (_, k)) in enumerate(zip(batch_records, batch)):
             entry = {"eeg_id": record.eeg_id, "sample": k, "seed": seeds[i], "file": f"images/{record.eeg_id}_{k}.png",
                      "stage1_file": f"stage1/{record.eeg_id}_{k}.png" if settings.refine else None}  # fmt: skip

@@ -629,7 +629,9 @@ def train_stage(
                 merged = merge_peft(trainer.accelerator.unwrap_model(trainer.model))
                 merged.save_pretrained(str(output_dir))
                 metrics["merged_lora"] = True
-        (output_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2))
+        from .._io import dumps_strict, finite_or_none
+
+        (output_dir / "metrics.json").write_text(dumps_strict(finite_or_none(_jsonable(metrics)), indent=2))
         plot_training_curves(state.log_history, output_dir / "training_curves.png", title=f"brainvis train {stage}")
         training_run_card(output_dir, _jsonable(metrics)).save(str(output_dir / "README.md"))
         if push_to_hub:
