@@ -117,3 +117,50 @@ def finite_or_none(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [finite_or_none(value) for value in data]
     return data
+
+
+_MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+def check_safetensors_file(path: str | os.PathLike) -> None:
+    """Raise a ``ValueError`` naming ``path`` unless it is a complete safetensors file.
+
+    Reads only the header: its length, the JSON, and that the tensors' data ends exactly at the
+    end of the file (so a truncated download or a half-written save is caught before loading).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    hint = "re-download or re-save it"
+    if size < 8:
+        raise ValueError(f"{path} is not a safetensors file: {size} bytes (empty or truncated); {hint}.")
+    with open(path, "rb") as handle:
+        header_len = int.from_bytes(handle.read(8), "little")
+        if header_len > _MAX_SAFETENSORS_HEADER or header_len > size - 8:
+            raise ValueError(f"{path} is not a valid safetensors file: header of {header_len} bytes in a {size}-byte file "
+                             f"(truncated or corrupted); {hint}.")  # fmt: skip
+        try:
+            header = json.loads(handle.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path} is not a valid safetensors file: unreadable header ({err}); {hint}.") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a valid safetensors file: the header is not a JSON object; {hint}.")
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ValueError(f"{path} is not a valid safetensors file: tensor {name!r} has no valid data_offsets; {hint}.")
+        end = max(end, offsets[1])
+    if 8 + header_len + end != size:
+        raise ValueError(f"{path} is truncated or corrupted: its header describes {8 + header_len + end} bytes, "
+                         f"the file has {size}; {hint}.")  # fmt: skip
+
+
+def read_json_file(path: str | os.PathLike, what: str = "JSON file", fix: str = "") -> Any:
+    """``json.loads`` of ``path`` with a one-line error that names the file (and what to do)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a valid {what} ({err}){'; ' + fix if fix else ''}.") from None

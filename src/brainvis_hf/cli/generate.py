@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
+    from ._checks import check_pipeline_source
+
     from ..pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices, read_manifest
 
     for name in ("num_images_per_eeg", "steps", "refine_steps", "batch_size", "contact_sheet_rows"):
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output {output} is an existing file, not a folder; give a new folder or the folder of a previous run.")
     if output.is_dir():
         read_manifest(output)  # a damaged or hand-edited manifest is reported before the models load
+    check_pipeline_source(args.model, args.sd)  # a typo is "folder not found" at once, not Hub retries
     records = load_eeg_records(args.eeg, split=args.split, indices=parse_indices(args.indices), image_root=args.image_root)
     if not records:
         raise ValueError(f"--eeg {args.eeg}: no recordings selected.")

@@ -125,9 +125,18 @@ def training_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .._io import finite_or_none
-    from ..training.stages import train_stage
+    from pathlib import Path
 
+    from .._io import finite_or_none, read_json_file
+    from ..training.stages import train_stage
+    from ._checks import check_model_folder
+
+    for folder in args.init:  # damaged weights / configs: one line naming the file, before training
+        if Path(folder).is_dir():
+            check_model_folder(Path(folder))
+    for flag, value in (("--config", args.config), ("--training-config", args.training_config)):
+        if value and Path(value).is_file():
+            read_json_file(value, f"{flag} JSON file")
     result = train_stage(
         args.stage,
         args.data,

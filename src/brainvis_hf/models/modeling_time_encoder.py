@@ -54,7 +54,8 @@ def check_model_outputs(values: torch.Tensor, name: str) -> None:
     rows = _bad_rows(values)
     raise NonFiniteEEGError(
         f"the model's {name} are NaN/Inf for batch item(s) {rows[:10]} although the EEG is finite "
-        f"({values.dtype}): the EEG values are too large for the model; {_FIX_HINT}.",
+        f"({values.dtype}): the EEG values are too large for the model; {_FIX_HINT} "
+        "(or the weights themselves are not finite: a diverged training run).",
         rows,
     )
 
