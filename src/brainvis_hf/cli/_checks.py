@@ -75,7 +75,11 @@ def error_line(err: BaseException) -> str:
     if isinstance(err, KeyError) and err.args:
         return _one_line(str(err.args[0]))
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        where = f" while writing {err.filename}" if err.filename else ""
+        where = ""
+        if err.filename:  # name the file being written, not its temporary name (.name.tmpPID)
+            path = Path(str(err.filename))
+            match = re.fullmatch(r"\.(.+)\.tmp\d+", path.name)
+            where = f" while writing {path.with_name(match.group(1)) if match else path}"
         return (f"no space left on the device{where}; free some space and rerun the same command "
                 "(finished files are kept, and the run resumes where it stopped).")  # fmt: skip
     if isinstance(err, OSError) and err.filename is not None and not isinstance(err, FileNotFoundError):

@@ -11,6 +11,7 @@ Layout (``datasets.load_dataset(DIR)`` loads it offline, and the folder can be u
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import shutil
@@ -126,7 +127,12 @@ def _write_split(ds: datasets.Dataset, split: str, data_dir: Path, max_bytes: in
             shard = shard.with_format("arrow").map(embed_table_storage, batched=True, batch_size=256, keep_in_memory=True)
             shard = shard.with_format(None)
         total += shard.data.nbytes
-        shard.to_parquet(str(data_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"), batch_size=256)
+        # encoded in memory (one shard, <= max_shard_size), written by Python: on a full disk pyarrow's
+        # writer aborts the whole process, while Python raises an OSError that the CLI reports in one line
+        buffer = io.BytesIO()
+        shard.to_parquet(buffer, batch_size=256)
+        (data_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet").write_bytes(buffer.getbuffer())
+        del buffer
     return total
 
 

@@ -266,8 +266,14 @@ def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
 
 def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:  # a full disk or Ctrl-C: leave no partial file behind (a kill -9 is cleaned on the next run)
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, str(tmp)):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err  # name the file, not the temporary
+        raise
 
 
 def _write_json(path: Path, data: Any) -> None:
