@@ -152,3 +152,24 @@ def test_convert_original_does_not_repeat_torch_advice(tmp_path, capsys, kind):
         assert "Unsupported global" in line and "_Payload" in line
     else:
         assert "is not a readable PyTorch checkpoint (PytorchStreamReader failed reading zip archive" in line
+
+
+def test_damaged_init_folder_for_training(prepared_data_dir, tiny_time_config, tmp_path, capsys):
+    from brainvis_hf.models import BrainVisTimeEncoderForEEGClassification
+
+    init = tmp_path / "time"
+    BrainVisTimeEncoderForEEGClassification(tiny_time_config).save_pretrained(init)
+    (init / "config.json").write_text('{"model_type": ')
+    code, line = _run(capsys, ["train", "time-finetune", "--data", str(prepared_data_dir), "--output", str(tmp_path / "run"),
+                               "--preset", "tiny", "--init", str(init), "--report-to", "none"])  # fmt: skip
+    assert code == 2 and line.startswith(f"brainvis train: error: {init / 'config.json'} is not a valid JSON file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_damaged_classifier_for_evaluate(tmp_path, capsys):
+    classifier = tmp_path / "classifier"
+    classifier.mkdir()
+    (classifier / "config.json").write_text("{}")
+    (classifier / "model.safetensors").write_bytes(b"\x00" * 4)
+    code, line = _run(capsys, ["evaluate", "--generated", str(tmp_path), "--classifier", str(classifier)])
+    assert code == 2 and line.startswith(f"brainvis evaluate: error: {classifier / 'model.safetensors'} is not a safetensors file")
