@@ -11,7 +11,8 @@ Output folder (docs/architecture.md, read by ``brainvis evaluate`` and the demo)
 Every image has its own seed, ``seed + eeg_number * num_images_per_eeg + k`` (``eeg_number`` is
 the numeric EEG id), so an image does not depend on batching, on the number of processes or on
 which run produced it. That makes resuming safe: images already written and recorded are
-skipped. Under ``accelerate launch`` the images still to do are split into contiguous shares
+skipped. A run's part file keeps the records of the interrupted runs before it until the final
+merge, so any number of interruptions loses nothing and repeats nothing (docs/reliability.md). Under ``accelerate launch`` the images still to do are split into contiguous shares
 (like ``PartialState.split_between_processes``); every process records its own part file and the
 main process merges them into ``manifest.json``.
 """
