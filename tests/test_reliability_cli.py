@@ -173,3 +173,13 @@ def test_damaged_classifier_for_evaluate(tmp_path, capsys):
     (classifier / "model.safetensors").write_bytes(b"\x00" * 4)
     code, line = _run(capsys, ["evaluate", "--generated", str(tmp_path), "--classifier", str(classifier)])
     assert code == 2 and line.startswith(f"brainvis evaluate: error: {classifier / 'model.safetensors'} is not a safetensors file")
+
+
+def test_global_flags_after_the_sub_command(tiny_pipeline_dir, eeg_npy, tmp_path, capsys, monkeypatch):
+    _fail_with(monkeypatch, RuntimeError("boom"))
+    assert main([*_generate(tiny_pipeline_dir, eeg_npy, tmp_path / "out"), "--debug", "--no-verify"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    from brainvis_hf.cli import build_parser
+
+    args = build_parser().parse_args(["data", "clip-targets", "--data", "x", "--no-verify"])
+    assert args.no_verify is True and args.debug is False

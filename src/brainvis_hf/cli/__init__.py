@@ -34,7 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in _COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(subparsers)
+    _add_global_flags(subparsers)
     return parser
+
+
+def _add_global_flags(subparsers) -> None:
+    """Accept --debug / --no-verify after the sub-command too (``brainvis train ... --debug``)."""
+    for sub in dict.fromkeys(subparsers.choices.values()):
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _add_global_flags(nested[0])
+            continue
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--no-verify", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
