@@ -36,6 +36,7 @@ def test_layout(prepared_data_dir):
     files = sorted(p.relative_to(prepared_data_dir).as_posix() for p in prepared_data_dir.rglob("*") if p.is_file())
     assert files == [
         "README.md",
+        "checksums.json",
         "data/test-00000-of-00001.parquet",
         "data/train-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",
@@ -167,6 +168,7 @@ def test_push_prepared_dataset(prepared_data_dir, monkeypatch):
     assert (name, repo, kwargs["repo_type"]) == ("upload_folder", "someone/eeg-imagenet", "dataset")
     assert kwargs["files"] == [
         "README.md",
+        "checksums.json",
         "data/test-00000-of-00001.parquet",
         "data/train-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",

@@ -47,6 +47,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._io import finite_or_none
+
 #: the training stages, in order, with what each starts from
 DEMO_STAGES: tuple[str, ...] = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
@@ -550,7 +552,7 @@ def _run_demo(
     timings = dict(progress.timings)
     timings["total"] = round(progress.total, 2)
     demo_info["timings_s"] = timings
-    (output_dir / "demo.json").write_text(json.dumps(demo_info, indent=2, default=str), encoding="utf-8")
+    (output_dir / "demo.json").write_text(json.dumps(finite_or_none(demo_info), indent=2, default=str, allow_nan=False), encoding="utf-8")
     log(f"done in {timings['total']:.0f} s: open {report_path}")
     return DemoResult(
         output_dir=output_dir,
@@ -588,7 +590,7 @@ def train_all_stages(
         configs["align"] = runs_dir / "align_config.json"
         runs_dir.mkdir(parents=True, exist_ok=True)
         configs["align"].write_text(
-            json.dumps({"alignment_classification_loss_weight": settings.alignment_classification_loss_weight}),
+            json.dumps({"alignment_classification_loss_weight": settings.alignment_classification_loss_weight}, allow_nan=False),
             encoding="utf-8",
         )
     stage_metrics: dict[str, dict[str, Any]] = {}

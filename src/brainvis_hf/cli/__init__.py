@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import Sequence
 
 # sub-command modules, in the order they are listed by --help
+_NO_VERIFY_ENV = "BRAINVIS_NO_VERIFY"  # read by brainvis_hf.data.prepare.load_prepared_dataset
 _COMMAND_MODULES = ("data", "train", "generate", "evaluate", "convert", "demo")
 
 
@@ -24,23 +27,56 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"brainvis-hf {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (normally one line)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the sha256 check of prepared Parquet shards against checksums.json (faster loads)")  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in _COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(subparsers)
+    _add_global_flags(subparsers)
     return parser
+
+
+def _add_global_flags(subparsers) -> None:
+    """Accept --debug / --no-verify after the sub-command too (``brainvis train ... --debug``)."""
+    for sub in dict.fromkeys(subparsers.choices.values()):
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _add_global_flags(nested[0])
+            continue
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--no-verify", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``brainvis`` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = os.environ.get(_NO_VERIFY_ENV)
+    if args.no_verify:
+        os.environ[_NO_VERIFY_ENV] = "1"
     try:
         result = args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:  # user errors: message, no traceback
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"brainvis {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print(f"brainvis {args.command}: interrupted; files already finished are kept: rerun the same command to "
+              "resume (see docs/reliability.md).", file=sys.stderr)  # fmt: skip
+        return 130
+    except Exception as err:  # every error is one line: what, which file, what to do; --debug: traceback
+        from ._checks import error_line, exit_code
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"brainvis {args.command}: error: {error_line(err)}", file=sys.stderr)
+        return exit_code(err)
+    finally:
+        if args.no_verify:
+            if previous is None:
+                os.environ.pop(_NO_VERIFY_ENV, None)
+            else:
+                os.environ[_NO_VERIFY_ENV] = previous
     return int(result or 0)
 
 

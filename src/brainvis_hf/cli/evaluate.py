@@ -66,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from ..evaluation import evaluate_generated, metrics_markdown
 
+    from pathlib import Path
+
+    from ._checks import check_model_folder
+
     feature_extractor = None if args.feature_extractor in (None, "auto") else args.feature_extractor
+    for value in (args.classifier, feature_extractor):
+        if value and Path(value).is_dir():
+            check_model_folder(Path(value))  # damaged JSON / safetensors: one line naming the file
     metrics = evaluate_generated(
         args.generated,
         classifier=args.classifier,

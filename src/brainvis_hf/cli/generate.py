@@ -74,11 +74,21 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
-    from ..pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices
+    from ._checks import check_pipeline_source
+
+    from ..pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices, read_manifest
 
     for name in ("num_images_per_eeg", "steps", "refine_steps", "batch_size", "contact_sheet_rows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    from pathlib import Path
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is an existing file, not a folder; give a new folder or the folder of a previous run.")
+    if output.is_dir():
+        read_manifest(output)  # a damaged or hand-edited manifest is reported before the models load
+    check_pipeline_source(args.model, args.sd)  # a typo is "folder not found" at once, not Hub retries
     is_mne = str(args.eeg).lower().endswith((".fif", ".fif.gz"))
     state = PartialState(cpu=args.device == "cpu")
     device = args.device or (state.device if state.num_processes > 1 or torch.cuda.is_available() else "cpu")

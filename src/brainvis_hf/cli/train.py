@@ -144,7 +144,18 @@ def training_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .._io import finite_or_none, read_json_file
     from ..training.stages import train_stage
+    from ._checks import check_model_folder
+
+    for folder in args.init:  # damaged weights / configs: one line naming the file, before training
+        if Path(folder).is_dir():
+            check_model_folder(Path(folder))
+    for flag, value in (("--config", args.config), ("--training-config", args.training_config)):
+        if value and Path(value).is_file():
+            read_json_file(value, f"{flag} JSON file")
 
     if args.subject_protocol is not None:
         clashing = [flag for flag, value in (("--controls", args.controls), ("--push-to-hub", args.push_to_hub),
@@ -181,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.trainer.is_world_process_zero():
         summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
                    for split, values in result.metrics["evaluation"].items()}
-        print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(summary)}")
+        print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(finite_or_none(summary), allow_nan=False)}")
     if args.controls and result.trainer.is_world_process_zero():
         from ..training.protocols import run_controls
 
@@ -212,5 +223,5 @@ def _run_subject_protocol(args: argparse.Namespace) -> int:
     test = report["summary"].get("test", {})
     shown = {k: f"{v['mean']:.4f} +- {v['std']:.4f}" for k, v in test.items() if k in ("accuracy", "cosine", "loss")}
     print(f"brainvis train {args.stage} --subject-protocol {args.subject_protocol}: {len(report['folds'])} folds in "
-          f"{args.output}; test {json.dumps(shown)}")
+          f"{args.output}; test {json.dumps(shown, allow_nan=False)}")
     return 0

@@ -100,10 +100,8 @@ def clip_targets_dir(data_dir: str | os.PathLike) -> Path:
 
 def has_clip_targets(data_dir: str | os.PathLike) -> bool:
     """Whether ``data_dir`` holds a (non-empty) ``clip_targets/index.json``."""
-    index_path = clip_targets_dir(data_dir) / INDEX_NAME
-    if not index_path.is_file():
-        return False
-    return bool(json.loads(index_path.read_text()).get("chunks"))
+    index = _read_index(clip_targets_dir(data_dir))
+    return bool(index and index.get("chunks"))
 
 
 def _unique_images(dataset_dict) -> tuple[list[str], list[str], list[tuple[str, int]]]:
@@ -128,13 +126,24 @@ def _unique_images(dataset_dict) -> tuple[list[str], list[str], list[tuple[str, 
 
 
 def _read_index(folder: Path) -> dict[str, Any] | None:
+    from .._io import read_json_file
+
     path = folder / INDEX_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    index = read_json_file(path, "CLIP-target index", "recompute the targets with `brainvis data clip-targets`")
+    chunks = index.get("chunks") if isinstance(index, dict) else None
+    if not isinstance(chunks, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("file"), str) and isinstance(c.get("image_names"), list) for c in chunks
+    ):
+        raise ValueError(f"{path}: expected an object whose 'chunks' list holds {{'file': ..., 'image_names': [...]}} "
+                         "entries; recompute the targets with `brainvis data clip-targets`.")  # fmt: skip
+    return index
 
 
 def _write_index(folder: Path, index: dict[str, Any]) -> None:
     tmp = folder / (INDEX_NAME + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
+    tmp.write_text(json.dumps(index, indent=1, allow_nan=False))
     os.replace(tmp, folder / INDEX_NAME)
 
 
@@ -329,15 +338,32 @@ def load_clip_targets(
     """
     from safetensors.torch import load_file
 
+    from .._io import check_safetensors_file, confined_path
+
     folder = clip_targets_dir(data_dir)
     index = load_clip_target_index(data_dir)
     targets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for chunk in index["chunks"]:
-        path = folder / chunk["file"]
+    expected_shape = None
+    if isinstance(index.get("sequence_length"), int) and isinstance(index.get("hidden_size"), int):
+        expected_shape = (index["sequence_length"], index["hidden_size"])
+    for i, chunk in enumerate(index["chunks"]):
+        path = confined_path(folder, chunk["file"], folder / INDEX_NAME, f"chunks[{i}].file")
         if not path.is_file():
             raise FileNotFoundError(f"CLIP target chunk {path} listed in {folder / INDEX_NAME} is missing")
+        check_safetensors_file(path)
         tensors = load_file(str(path))
+        if "coarse" not in tensors or "fine" not in tensors:
+            raise ValueError(f"{path}: expected tensors 'coarse' and 'fine', got {sorted(tensors)}; recompute the targets.")
         coarse, fine = tensors["coarse"], tensors["fine"]
+        # every target must have the same L x D (the model's prompt shape): checked here, before training
+        shape = tuple(coarse.shape[1:])
+        if coarse.ndim != 3 or (expected_shape is not None and shape != expected_shape):
+            raise ValueError(
+                f"{path}: CLIP targets of shape {tuple(coarse.shape)}; expected (images, "
+                f"{', '.join(map(str, expected_shape)) if expected_shape else 'L, D'}) like the other chunks "
+                f"({folder / INDEX_NAME}); recompute the targets with `brainvis data clip-targets`."
+            )
+        expected_shape = shape
         if dtype is not None:
             coarse, fine = coarse.to(dtype), fine.to(dtype)
         if coarse.shape[0] != len(chunk["image_names"]) or fine.shape != coarse.shape:

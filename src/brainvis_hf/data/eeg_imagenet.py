@@ -465,7 +465,7 @@ class EEGImageNet(datasets.GeneratorBasedBuilder):
         class_words = {w: WNID_TO_WORDS.get(w, w) for w in wnids}
         description = (
             f"{_DESCRIPTION}\n\nClass index -> WordNet id -> words (JSON): "
-            + json.dumps([[i, w, class_words[w]] for i, w in enumerate(wnids)])
+            + json.dumps([[i, w, class_words[w]] for i, w in enumerate(wnids)], allow_nan=False)
         )
         return datasets.DatasetInfo(
             description=description,

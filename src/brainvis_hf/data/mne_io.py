@@ -274,7 +274,7 @@ def epochs_to_dataset_dict(
             "eeg_index": datasets.Value("int64"),
         }
     )
-    description = json.dumps({"eeg_signal": {"sfreq": info["sfreq"], "ch_names": info["ch_names"]}})
+    description = json.dumps({"eeg_signal": {"sfreq": info["sfreq"], "ch_names": info["ch_names"]}}, allow_nan=False)
     out = {}
     for split, rows in splits.items():
         rows = [int(i) for i in rows]

@@ -4,11 +4,14 @@ Layout (``datasets.load_dataset(DIR)`` loads it offline, and the folder can be u
 
     DIR/README.md                           dataset card, YAML `configs` + `dataset_info`
     DIR/data/train-00000-of-00003.parquet   (and validation-*, test-*)
+    DIR/checksums.json                      sha256 of every shard, verified on load
     DIR/clip_targets/                       optional, added by `brainvis data clip-targets`
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 import re
@@ -31,6 +34,9 @@ from .synthetic import _default_mode
 from .labels import WNID_TO_WORDS
 
 DATA_DIR = "data"
+CHECKSUMS_NAME = "checksums.json"
+# `brainvis --no-verify ...` sets this; load_prepared_dataset(verify_checksums=None) reads it
+NO_VERIFY_ENV = "BRAINVIS_NO_VERIFY"
 SPLIT_ORDER = ("train", "validation", "test")
 REQUIRED_COLUMNS = ("eeg", "label", "label_text", "subject", "image_name", "eeg_index")
 
@@ -110,6 +116,7 @@ def prepare_dataset(
         from ..training.protocols import write_split_manifest
 
         write_split_manifest(tmp, dataset_dict)  # DIR/splits.json: split content hashes (docs/protocols.md)
+        write_checksums(tmp)
         os.chmod(tmp, _default_mode(0o777))
         _move_into_place(tmp, output_dir)
     except BaseException:
@@ -128,7 +135,12 @@ def _write_split(ds: datasets.Dataset, split: str, data_dir: Path, max_bytes: in
             shard = shard.with_format("arrow").map(embed_table_storage, batched=True, batch_size=256, keep_in_memory=True)
             shard = shard.with_format(None)
         total += shard.data.nbytes
-        shard.to_parquet(str(data_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"), batch_size=256)
+        # encoded in memory (one shard, <= max_shard_size), written by Python: on a full disk pyarrow's
+        # writer aborts the whole process, while Python raises an OSError that the CLI reports in one line
+        buffer = io.BytesIO()
+        shard.to_parquet(buffer, batch_size=256)
+        (data_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet").write_bytes(buffer.getbuffer())
+        del buffer
     return total
 
 
@@ -248,12 +260,85 @@ def build_dataset_card(
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
-def load_prepared_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> datasets.DatasetDict:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(data_dir: str | os.PathLike) -> Path:
+    """Record the sha256 of every Parquet shard of ``data_dir`` in ``checksums.json``."""
+    from .._io import dumps_strict
+
+    data_dir = Path(data_dir)
+    files = {p.relative_to(data_dir).as_posix(): _sha256(p) for p in sorted((data_dir / DATA_DIR).glob("*.parquet"))}
+    path = data_dir / CHECKSUMS_NAME
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(dumps_strict({"algorithm": "sha256", "files": files}, path, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def verify_prepared_files(data_dir: str | os.PathLike, *, verify_checksums: bool = True) -> None:
+    """Check the Parquet shards of a prepared folder before loading them; errors name the shard.
+
+    Every shard must have a readable Parquet footer (a truncated copy fails here, not deep inside
+    ``datasets``). With ``verify_checksums`` and a ``checksums.json`` (written by
+    :func:`prepare_dataset`), every shard's sha256 must match: a flipped byte is caught.
+    """
+    import pyarrow.parquet as pq
+
+    from .._io import read_json_file
+
+    data_dir = Path(data_dir)
+    shards = sorted((data_dir / DATA_DIR).glob("*.parquet"))
+    checksums_path = data_dir / CHECKSUMS_NAME
+    if verify_checksums and checksums_path.is_file():
+        recorded = read_json_file(checksums_path, "checksum file", "re-run `brainvis data prepare`, or load with --no-verify")
+        files = recorded.get("files") if isinstance(recorded, dict) else None
+        if not isinstance(files, dict) or recorded.get("algorithm") != "sha256":
+            raise ValueError(f"{checksums_path}: expected {{'algorithm': 'sha256', 'files': {{...}}}}; re-run `brainvis data prepare`.")
+        for shard in shards:
+            rel = shard.relative_to(data_dir).as_posix()
+            if rel not in files:
+                raise ValueError(f"{shard}: not listed in {checksums_path}; remove it, or re-run `brainvis data prepare`.")
+        for rel, expected in files.items():
+            path = data_dir / rel
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: shard listed in {checksums_path} is missing; restore it or re-run `brainvis data prepare`.")
+            actual = _sha256(path)
+            if actual != expected:
+                raise ValueError(
+                    f"{path}: corrupted (sha256 {actual[:16]}... differs from {expected[:16]}... recorded in {CHECKSUMS_NAME}); "
+                    "restore the shard or re-run `brainvis data prepare` (--no-verify skips this check)."
+                )
+    for shard in shards:
+        try:
+            pq.read_metadata(shard)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged footer
+            raise ValueError(f"{shard}: not a readable Parquet file ({err}); it is truncated or corrupted: "
+                             "restore it or re-run `brainvis data prepare`.") from None  # fmt: skip
+
+
+def load_prepared_dataset(
+    data_dir: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    verify_checksums: bool | None = None,
+) -> datasets.DatasetDict:
     """Load a folder written by :func:`prepare_dataset` and check its columns.
+
+    Args:
+        verify_checksums: compare every shard with ``checksums.json`` first (reads every byte once);
+            ``None``: yes, unless the environment variable ``BRAINVIS_NO_VERIFY`` is set (``brainvis
+            --no-verify``). Truncated shards are caught either way.
 
     Raises:
         FileNotFoundError: when the folder, its card or its Parquet files are missing.
-        ValueError: naming the folder, when a required column is missing or has the wrong type.
+        ValueError: naming the folder, when a required column is missing or has the wrong type;
+            naming the shard, when a shard is truncated or does not match its checksum.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -263,6 +348,9 @@ def load_prepared_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.Pa
             f"{data_dir}: not a prepared data folder (expected README.md and {DATA_DIR}/<split>-*.parquet; "
             "write one with `brainvis data prepare`)"
         )
+    if verify_checksums is None:
+        verify_checksums = os.environ.get(NO_VERIFY_ENV, "") in ("", "0")
+    verify_prepared_files(data_dir, verify_checksums=verify_checksums)
     ds = datasets.load_dataset(
         "parquet", data_files=_split_files(data_dir), cache_dir=None if cache_dir is None else str(cache_dir)
     )

@@ -68,6 +68,9 @@ def read_generated_folder(generated_dir: str | Path) -> GeneratedFolder:
         raise ValueError(f"{manifest_path} is not valid JSON: {err}") from err
     if not isinstance(manifest, dict):
         raise _fail(root, f"expected a JSON object at the top level; got {type(manifest).__name__}")
+    from ..pipelines.generate_folder import check_manifest_paths
+
+    check_manifest_paths(manifest, root, manifest_path)  # no file outside the folder is read
     for key in ("eegs", "images"):
         if not isinstance(manifest.get(key), list) or not manifest[key]:
             raise _fail(root, f"expected a non-empty list under {key!r}; got {manifest.get(key)!r:.80}")
@@ -379,7 +382,9 @@ def evaluate_generated(
         "ssim": {"mean": float(np.mean(ssim_values)), "std": float(np.std(ssim_values)), "size": [height, width], "per_image": ssim_values},
         "eeg_classification": eeg,
     }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    from .._io import dumps_strict, finite_or_none
+
+    (output / "metrics.json").write_text(dumps_strict(finite_or_none(metrics), output / "metrics.json", indent=2), encoding="utf-8")
     (output / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
     _plot_confusion(eeg, folder.class_names, output / "confusion_matrix.png")
     _plot_per_class_ga(per_class_ga, n_way, top_k, output / "per_class_ga.png")

@@ -129,6 +129,17 @@ def _module_state_dict(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
     return state
 
 
+def _torch_load_reason(err: BaseException) -> str:
+    """The gist of a ``torch.load`` error, without torch's advice to retry with ``weights_only=False``
+    (that would run arbitrary code from an untrusted file)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    match = re.search(r"WeightsUnpickler error: (.*?)(?: Please use| Check the documentation|\n|$)", text)
+    if match:
+        return match.group(1).strip()
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first.split(". This is an internal")[0].split(". If you")[0].rstrip(".")
+
+
 def load_original_state_dict(path: str | os.PathLike, allow_pickled_module: bool = False) -> dict[str, torch.Tensor]:
     """Read an original checkpoint as a flat name -> tensor dict.
 
@@ -147,17 +158,17 @@ def load_original_state_dict(path: str | os.PathLike, allow_pickled_module: bool
     except pickle.UnpicklingError as weights_only_error:
         if not allow_pickled_module:
             raise ValueError(
-                f"{path} is not a plain state dict (weights-only loading refused it: {weights_only_error})."
+                f"{path} is not a plain state dict (weights-only loading refused it: {_torch_load_reason(weights_only_error)})."
             ) from None
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
         except pickle.UnpicklingError as err:
-            raise ValueError(f"{path}: unsafe or unknown content in the pickled module: {err}") from None
+            raise ValueError(f"{path}: unsafe or unknown content in the pickled module: {_torch_load_reason(err)}") from None
         except (RuntimeError, EOFError, OSError) as err:
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from None
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_torch_load_reason(err)}); is it truncated?") from None
         obj = _module_state_dict(obj)
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from None
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_torch_load_reason(err)}); is it truncated?") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

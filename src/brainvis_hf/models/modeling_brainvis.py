@@ -25,6 +25,7 @@ from .modeling_time_encoder import (
     BrainVisModelMixin,
     BrainVisTimeEncoderModel,
     check_eeg_values,
+    check_model_outputs,
     classification_loss,
     init_linear_like_torch,
 )
@@ -166,7 +167,7 @@ class BrainVisModel(BrainVisPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._output_flags(
             output_attentions, output_hidden_states, return_dict
         )
-        check_eeg_values(eeg_values, self.config.num_channels, self.config.num_samples)
+        check_eeg_values(eeg_values, self.config.num_channels, self.config.num_samples, dtype=self.dtype)
         time_out = self.time_encoder(
             eeg_values,
             output_attentions=output_attentions,
@@ -217,6 +218,8 @@ class BrainVisForEEGClassification(BrainVisPreTrainedModel):
             return_dict=True,
         )
         logits = self.classifier(features.pooler_output)
+        if not self.training:
+            check_model_outputs(logits, "logits")
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         output = BrainVisEEGClassifierOutput(
             loss=loss,
@@ -306,6 +309,9 @@ class BrainVisForCLIPAlignment(BrainVisPreTrainedModel):
         features = encoded.pooler_output
         logits = self.classifier(features)
         prompt_embeds = self.prompt_projector(torch.cat((features, logits), dim=1))
+        if not self.training:
+            check_model_outputs(logits, "logits")
+            check_model_outputs(prompt_embeds, "prompt embeddings")
 
         parts: dict[str, torch.Tensor] = {}
         batch = prompt_embeds.shape[0]

@@ -16,6 +16,7 @@ from .modeling_time_encoder import (
     BrainVisEEGClassifierOutput,
     BrainVisModelMixin,
     check_eeg_values,
+    check_model_outputs,
     classification_loss,
     init_linear_like_torch,
 )
@@ -95,11 +96,12 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
         """
         config = self.config
         _, output_hidden_states, return_dict = self._output_flags(False, output_hidden_states, return_dict)
-        check_eeg_values(eeg_values, config.num_channels, config.num_samples)
+        check_eeg_values(eeg_values, config.num_channels, config.num_samples, dtype=self.dtype)
         spectrum = amplitude_spectrum(eeg_values)
         if config.spectrum_scaling == "log":
             spectrum = log_spectrum(spectrum)
         if self.spectrum_norm is not None:
+            spectrum = spectrum.to(self.spectrum_norm.running_mean.dtype)
             spectrum = self.spectrum_norm(spectrum.flatten(1)).view_as(spectrum)
         spectrum = spectrum.to(self.projection.weight.dtype)
         # zero initial state (nn.LSTM's default); the paper's feature reads the last step
@@ -109,6 +111,8 @@ class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):
         else:
             readout = states.mean(dim=1) if config.readout == "mean" else states[:, -1]
         feature = F.relu(self.projection(readout))
+        if not self.training:
+            check_model_outputs(feature, "frequency features")
         output = BaseModelOutputWithPooling(
             last_hidden_state=states,
             pooler_output=feature,
@@ -138,6 +142,8 @@ class BrainVisFreqEncoderForEEGClassification(BrainVisFreqEncoderPreTrainedModel
         encoded = self.freq_encoder(eeg_values, output_hidden_states=output_hidden_states, return_dict=True)
         feature = encoded.pooler_output
         logits = self.classifier(feature)
+        if not self.training:
+            check_model_outputs(logits, "logits")
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         output = BrainVisEEGClassifierOutput(
             loss=loss, logits=logits, pooler_output=feature, hidden_states=encoded.hidden_states

@@ -28,8 +28,43 @@ from .configuration_brainvis import BrainVisTimeEncoderConfig
 _ACCEPTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def check_eeg_values(eeg_values: torch.Tensor, num_channels: int, num_samples: int) -> None:
-    """Raise a `ValueError` naming expected vs got unless `eeg_values` is a finite B x C x T float tensor."""
+class NonFiniteEEGError(ValueError):
+    """EEG values (or the model outputs they give) that are NaN / Inf; `batch_indices` are the rows."""
+
+    def __init__(self, message: str, batch_indices: list[int]):
+        super().__init__(message)
+        self.batch_indices = batch_indices
+
+
+_FIX_HINT = "standardise the EEG (z-score each channel, as the training data) or run the model in float32"
+
+
+def _bad_rows(values: torch.Tensor) -> list[int]:
+    return torch.nonzero(~torch.isfinite(values).flatten(1).all(dim=1)).flatten().tolist()
+
+
+def check_model_outputs(values: torch.Tensor, name: str) -> None:
+    """Raise a `NonFiniteEEGError` when finite EEG gave NaN / Inf `values` (e.g. logits).
+
+    Finite but large inputs (raw microvolts ~1e3 in float16, ~1e18 in float32) overflow inside the
+    encoder; the argmax of NaN logits would silently "predict" class 0. Checked in eval mode only,
+    so training steps get no extra device sync.
+    """
+    if torch.compiler.is_compiling() or values.numel() == 0 or bool(torch.isfinite(values).all()):
+        return
+    rows = _bad_rows(values)
+    raise NonFiniteEEGError(
+        f"the model's {name} are NaN/Inf for batch item(s) {rows[:10]} although the EEG is finite "
+        f"({values.dtype}): the EEG values are too large for the model; {_FIX_HINT} "
+        "(or the weights themselves are not finite: a diverged training run).",
+        rows,
+    )
+
+
+def check_eeg_values(eeg_values: torch.Tensor, num_channels: int, num_samples: int, dtype: torch.dtype | None = None) -> None:
+    """Raise a `ValueError` naming expected vs got unless `eeg_values` is a finite, non-empty B x C x T
+    float tensor; with `dtype` (the model's), also finite after the cast to it (float64 1e39 is
+    finite but overflows float32)."""
     if not isinstance(eeg_values, torch.Tensor):
         raise ValueError(f"eeg_values must be a torch.Tensor of shape (batch, {num_channels}, {num_samples}), "
                          f"got {type(eeg_values).__name__}.")  # fmt: skip
@@ -53,9 +88,23 @@ def check_eeg_values(eeg_values: torch.Tensor, num_channels: int, num_samples: i
             f"eeg_values must have {num_samples} time samples (dim 2), got {samples} "
             f"(shape {tuple(eeg_values.shape)}); crop or resample the recordings to the model's window."
         )
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(eeg_values).all()):
+    if eeg_values.shape[0] == 0:
+        raise ValueError(f"eeg_values holds no recordings (batch size 0, shape {tuple(eeg_values.shape)}); pass at least one.")
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(eeg_values).all()):
         bad = int((~torch.isfinite(eeg_values)).sum())
-        raise ValueError(f"eeg_values must be finite, got {bad} NaN/Inf value(s).")
+        rows = _bad_rows(eeg_values)
+        raise NonFiniteEEGError(f"eeg_values must be finite, got {bad} NaN/Inf value(s) in batch item(s) {rows[:10]}.", rows)
+    if dtype is not None and dtype != eeg_values.dtype and torch.finfo(dtype).max < torch.finfo(eeg_values.dtype).max:
+        cast = eeg_values.to(dtype)
+        if not bool(torch.isfinite(cast).all()):
+            rows = _bad_rows(cast)
+            largest = float(eeg_values.abs().max())
+            raise NonFiniteEEGError(
+                f"eeg_values overflow {dtype} (largest magnitude {largest:.3g}) in batch item(s) {rows[:10]}; {_FIX_HINT}.",
+                rows,
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -495,10 +544,12 @@ class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._output_flags(
             output_attentions, output_hidden_states, return_dict
         )
-        check_eeg_values(eeg_values, config.num_channels, config.num_samples)
+        check_eeg_values(eeg_values, config.num_channels, config.num_samples, dtype=self.dtype)
         hidden_states = self.embeddings(eeg_values)
         encoded = self.encoder(hidden_states, output_hidden_states, output_attentions)
         hidden_states = encoded.last_hidden_state
+        if not self.training:
+            check_model_outputs(hidden_states, "time-encoder states")
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden_states,
             pooler_output=pool_units(hidden_states, config.pooling_segments),
@@ -536,6 +587,8 @@ class BrainVisTimeEncoderForEEGClassification(BrainVisTimeEncoderPreTrainedModel
             return_dict=True,
         )
         logits = self.classifier(encoded.pooler_output)
+        if not self.training:
+            check_model_outputs(logits, "logits")
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         output = BrainVisEEGClassifierOutput(
             loss=loss,
@@ -665,7 +718,7 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._output_flags(
             output_attentions, output_hidden_states, return_dict
         )
-        check_eeg_values(eeg_values, config.num_channels, config.num_samples)
+        check_eeg_values(eeg_values, config.num_channels, config.num_samples, dtype=self.dtype)
         embeddings = self.time_encoder.embeddings
         units = embeddings.project(eeg_values)
         if target_tokens is None:
@@ -736,7 +789,9 @@ __all__ = [
     "BrainVisEEGClassifierOutput",
     "BrainVisMaskedModelingOutput",
     "check_eeg_values",
+    "check_model_outputs",
     "classification_loss",
+    "NonFiniteEEGError",
     "normalize_recordings",
     "pool_units",
 ]

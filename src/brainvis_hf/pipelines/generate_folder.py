@@ -11,7 +11,8 @@ Output folder (docs/architecture.md, read by ``brainvis evaluate`` and the demo)
 Every image has its own seed, ``seed + eeg_number * num_images_per_eeg + k`` (``eeg_number`` is
 the numeric EEG id), so an image does not depend on batching, on the number of processes or on
 which run produced it. That makes resuming safe: images already written and recorded are
-skipped. Under ``accelerate launch`` the images still to do are split into contiguous shares
+skipped. A run's part file keeps the records of the interrupted runs before it until the final
+merge, so any number of interruptions loses nothing and repeats nothing (docs/reliability.md). Under ``accelerate launch`` the images still to do are split into contiguous shares
 (like ``PartialState.split_between_processes``); every process records its own part file and the
 main process merges them into ``manifest.json``.
 """
@@ -28,6 +29,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import PIL.Image
 from tqdm.auto import tqdm
+
+from .._io import confined_path, dumps_strict, remove_stale_temporaries
 
 MANIFEST_NAME = "manifest.json"
 PARTS_DIR = ".manifest_parts"
@@ -135,7 +138,15 @@ def _array_records(array: np.ndarray, path: Path, indices: Sequence[int] | None)
         raise ValueError(f"{path}: expected an EEG array of shape (C, T) or (N, C, T), got shape {array.shape}.")
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{path}: expected a floating-point EEG array, got dtype {array.dtype}.")
-    return [EEGRecord(eeg_id=str(i), eeg=np.asarray(array[i], dtype=np.float32), number=i) for i in _select(len(array), indices, str(path))]
+    with np.errstate(over="ignore"):  # reported below, naming the recordings
+        records = [EEGRecord(eeg_id=str(i), eeg=np.asarray(array[i], dtype=np.float32), number=i) for i in _select(len(array), indices, str(path))]
+    overflow = [r.eeg_id for r in records if np.isfinite(array[int(r.eeg_id)]).all() and not np.isfinite(r.eeg).all()]
+    if overflow:  # finite float64 values beyond float32's range would become Inf silently
+        raise ValueError(
+            f"{path}: recording(s) {', '.join(overflow[:10])} overflow float32 (largest magnitude "
+            f"{float(np.abs(array[int(overflow[0])]).max()):.3g}); standardise the EEG (z-score each channel)."
+        )
+    return records
 
 
 def _signals_records(data: dict, path: Path, indices: Sequence[int] | None, image_root: str | os.PathLike | None) -> list[EEGRecord]:
@@ -255,7 +266,7 @@ def load_eeg_records(
             )
         if not data.dtype.is_floating_point:
             raise ValueError(f"{path}: expected a floating-point EEG tensor, got dtype {data.dtype}.")
-        return _array_records(data.float().numpy(), path, indices)
+        return _array_records(data.numpy() if data.dtype == torch.float64 else data.float().numpy(), path, indices)
     raise ValueError(f"--eeg: {path} is neither a prepared data folder nor a .npy / .pt / .pth / -epo.fif file.")
 
 
@@ -276,12 +287,19 @@ def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
 
 def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:  # a full disk or Ctrl-C: leave no partial file behind (a kill -9 is cleaned on the next run)
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, str(tmp)):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err  # name the file, not the temporary
+        raise
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(data, indent=1), encoding="utf-8"))
+    text = dumps_strict(data, path, indent=1)  # before the write: a refused value leaves the old file
+    _atomic_write_bytes(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def _save_png(image: PIL.Image.Image, path: Path) -> None:
@@ -293,18 +311,45 @@ def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     root = Path(output_dir)
     documents = []
     if (root / MANIFEST_NAME).is_file():
-        try:
-            documents.append(json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{root / MANIFEST_NAME} is not valid JSON ({err}); move it away to start afresh.") from err
+        documents.append(_load_manifest_document(root / MANIFEST_NAME, root))
     for part in sorted((root / PARTS_DIR).glob("*.json")) if (root / PARTS_DIR).is_dir() else []:
-        try:
-            documents.append(json.loads(part.read_text(encoding="utf-8")))
-        except json.JSONDecodeError:
-            continue  # a part file cut short by a crash: its images are simply redone
+        document = _load_manifest_document(part, root, tolerate_invalid=True)
+        if document is not None:  # None: a part file damaged on disk; its images are simply redone
+            documents.append(document)
     if not documents:
         return None
     return merge_manifests(documents)
+
+
+def _load_manifest_document(path: Path, root: Path, tolerate_invalid: bool = False) -> dict[str, Any] | None:
+    """One manifest or part file, with its file entries checked to stay inside ``root``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        if tolerate_invalid:
+            return None
+        raise ValueError(f"{path} is not valid JSON ({err}); move it away to start afresh.") from err
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(document).__name__}; move it away to start afresh.")
+    for key in ("images", "eegs"):
+        entries = document.get(key, [])
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: {key!r} must be a list, got {type(entries).__name__}; move the file away to start afresh.")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "eeg_id" not in entry or (key == "images" and not isinstance(entry.get("sample"), int)):
+                raise ValueError(f"{path}: {key}[{i}] is not a valid entry ({entry!r:.80}); move the file away to start afresh.")
+    check_manifest_paths(document, root, path)
+    return document
+
+
+def check_manifest_paths(document: dict[str, Any], root: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Refuse manifest entries whose files are absolute or outside ``root`` (see :func:`confined_path`)."""
+    for key, fields in (("images", ("file", "stage1_file")), ("eegs", ("ground_truth",))):
+        entries = document.get(key, [])
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            for name in fields if isinstance(entry, dict) else ():
+                if entry.get(name) is not None:
+                    confined_path(root, entry[name], source, f"{key}[{i}].{name}")
 
 
 def merge_manifests(documents: Sequence[dict[str, Any]], eeg_order: Sequence[str] = ()) -> dict[str, Any]:
@@ -436,6 +481,26 @@ def _ground_truth_image(value: Any) -> PIL.Image.Image | None:
     return PIL.Image.open(value)
 
 
+def _call_pipe(pipe, eeg: np.ndarray, settings: GenerationSettings, seeds: list[int]):
+    return pipe(
+        eeg,
+        num_images_per_prompt=1,
+        num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale,
+        refine=settings.refine,
+        refine_strength=settings.refine_strength,
+        refine_guidance_scale=settings.refine_guidance_scale,
+        refine_num_inference_steps=settings.refine_num_inference_steps,
+        height=settings.height,
+        width=settings.width,
+        generator=pipe.generators_from_seeds(seeds),
+        max_batch_size=settings.batch_size,
+        output_type="pil",
+        return_stage1_images=settings.refine,
+        **settings.extra,
+    )
+
+
 def generate_to_folder(
     pipe,
     records: Sequence[EEGRecord],
@@ -487,8 +552,13 @@ def generate_to_folder(
         "class_names": class_names,
         "generation": {**settings.as_dict(), "eeg_source": eeg_source},
     }
-    for sub in ("images", "stage1", "ground_truth", PARTS_DIR) if settings.refine else ("images", "ground_truth", PARTS_DIR):
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"output folder {root} is an existing file, not a folder; give a new folder or the folder of a previous run.")
+    subfolders = ("images", "stage1", "ground_truth", PARTS_DIR) if settings.refine else ("images", "ground_truth", PARTS_DIR)
+    for sub in subfolders:
         (root / sub).mkdir(parents=True, exist_ok=True)
+    if rank == 0:  # temporary files of a run that crashed or ran out of disk space
+        remove_stale_temporaries(root, *(root / sub for sub in subfolders))
 
     existing = read_manifest(root)
     if existing is not None:
@@ -499,8 +569,12 @@ def generate_to_folder(
     mine = shard(todo, rank, world_size)
 
     part_path = root / PARTS_DIR / f"rank{rank:03d}.json"
-    part: dict[str, Any] = {**header, "eegs": [], "images": []}
-    eeg_entries: dict[str, dict] = {}
+    # keep what this rank's part file already records: a run interrupted before the merge below
+    # must not lose the images of the runs before it (they are in `existing`, not yet in manifest.json)
+    previous_part = _load_manifest_document(part_path, root, tolerate_invalid=True) if part_path.is_file() else None
+    part: dict[str, Any] = {**header, "eegs": [], "images": list((previous_part or {}).get("images", []))}
+    eeg_entries: dict[str, dict] = {str(e["eeg_id"]): e for e in (previous_part or {}).get("eegs", [])}
+    fresh_eegs: set[str] = set()
     pipe.set_progress_bar_config(disable=True)
     bar = tqdm(total=len(mine), desc=f"generating (process {rank})" if world_size > 1 else "generating", unit="image",
                disable=not show_progress, position=rank)  # fmt: skip
@@ -509,30 +583,23 @@ def generate_to_folder(
         batch_records = [records[r] for r, _ in batch]
         eeg = np.stack([windows[rec.eeg_id] for rec in batch_records])
         seeds = [settings.image_seed(rec, k) for rec, (_, k) in zip(batch_records, batch)]
-        out = pipe(
-            eeg,
-            num_images_per_prompt=1,
-            num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale,
-            refine=settings.refine,
-            refine_strength=settings.refine_strength,
-            refine_guidance_scale=settings.refine_guidance_scale,
-            refine_num_inference_steps=settings.refine_num_inference_steps,
-            height=settings.height,
-            width=settings.width,
-            generator=pipe.generators_from_seeds(seeds),
-            max_batch_size=settings.batch_size,
-            output_type="pil",
-            return_stage1_images=settings.refine,
-            **settings.extra,
-        )
+        try:
+            out = _call_pipe(pipe, eeg, settings, seeds)
+        except ValueError as err:  # finite EEG that overflows the encoder: name the recordings
+            rows = getattr(err, "batch_indices", None)
+            if rows is None:
+                raise
+            ids = [batch_records[i].eeg_id for i in rows]
+            message = str(err).split(": ", 1)[1] if str(err).startswith("recording(s)") else str(err)
+            raise ValueError(f"EEG {', '.join(ids[:10])} ({eeg_source or 'input'}): {message}") from None
         for i, (record, (_, k)) in enumerate(zip(batch_records, batch)):
             entry = {"eeg_id": record.eeg_id, "sample": k, "seed": seeds[i], "file": f"images/{record.eeg_id}_{k}.png",
                      "stage1_file": f"stage1/{record.eeg_id}_{k}.png" if settings.refine else None}  # fmt: skip
             _save_png(out.images[i], root / entry["file"])
             if settings.refine:
                 _save_png(out.stage1_images[i], root / entry["stage1_file"])
-            if record.eeg_id not in eeg_entries:
+            if record.eeg_id not in fresh_eegs:
+                fresh_eegs.add(record.eeg_id)
                 gt = _ground_truth_image(record.ground_truth)
                 gt_rel = f"ground_truth/{record.eeg_id}.png" if gt is not None else None
                 if gt is not None and not (root / gt_rel).is_file():
@@ -558,10 +625,9 @@ def generate_to_folder(
         documents = ([existing] if existing is not None else []) + [header]
         parts = sorted((root / PARTS_DIR).glob("*.json"))
         for path in parts:
-            try:
-                documents.append(json.loads(path.read_text(encoding="utf-8")))
-            except json.JSONDecodeError:
-                continue
+            document = _load_manifest_document(path, root, tolerate_invalid=True)
+            if document is not None:
+                documents.append(document)
         previous = [str(e["eeg_id"]) for e in (existing or {}).get("eegs", [])]
         manifest = merge_manifests(documents, eeg_order=previous + [r.eeg_id for r in records])
         manifest = {key: manifest[key] for key in ("model", "num_images_per_eeg", "class_names", "generation", "eegs", "images")}

@@ -284,6 +284,15 @@ class BrainVisPipeline(DiffusionPipeline):
         if not bool(finite.all()):
             bad = torch.nonzero(~finite).flatten().tolist()
             raise ValueError(f"`eeg_values` contains NaN or infinite values in recording(s) {bad[:10]} (batch indices).")
+        dtype = self.eeg_encoder.dtype
+        if torch.finfo(dtype).max < torch.finfo(eeg_values.dtype).max:
+            finite = torch.isfinite(eeg_values.to(dtype)).flatten(1).all(dim=1)
+            if not bool(finite.all()):
+                bad = torch.nonzero(~finite).flatten().tolist()
+                raise ValueError(
+                    f"`eeg_values` overflow the EEG encoder's {dtype} (largest magnitude {float(eeg_values.abs().max()):.3g}) "
+                    f"in recording(s) {bad[:10]} (batch indices); standardise the EEG (z-score each channel) or use float32."
+                )
         return eeg_values
 
     def check_inputs(
@@ -427,7 +436,15 @@ class BrainVisPipeline(DiffusionPipeline):
         dtype = self.eeg_encoder.dtype
         embeds, probs = [], []
         for part in _chunks(eeg_values.shape[0], max_batch_size):
-            out = self.eeg_encoder(eeg_values=eeg_values[part].to(device=device, dtype=dtype))
+            try:
+                out = self.eeg_encoder(eeg_values=eeg_values[part].to(device=device, dtype=dtype))
+            except ValueError as err:  # the encoder's NonFiniteEEGError: name the rows of the whole call
+                if getattr(err, "batch_indices", None) is None:
+                    raise
+                rows = [part.start + i for i in err.batch_indices]
+                error = ValueError(f"recording(s) {rows[:10]} (batch indices): {err}")
+                error.batch_indices = rows
+                raise error from None
             embeds.append(out.prompt_embeds)
             probs.append(out.logits.float().softmax(dim=-1))
         return torch.cat(embeds).to(device=device, dtype=self.unet.dtype), torch.cat(probs)

@@ -149,7 +149,7 @@ def build_tiny_clip_tokenizer(save_dir: str | Path | None = None, extra_texts: I
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(save_dir)
-        (save_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (save_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, allow_nan=False), encoding="utf-8")
         lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
         (save_dir / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return tokenizer

@@ -107,6 +107,15 @@ class LinearProbeCallback(TrainerCallback):
         self.batch_size = batch_size
         self.history: list[dict[str, float]] = []
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # resuming: the probes before the checkpoint are in its log history (the Trainer logs them as
+        # eval_linear_probe_accuracy); rebuild the history so that metrics.json keeps them
+        self.history = [
+            {"epoch": float(round(entry.get("epoch") or 0.0, 4)), "step": int(entry.get("step", 0)),
+             "linear_probe_accuracy": float(entry["eval_linear_probe_accuracy"])}
+            for entry in state.log_history if "eval_linear_probe_accuracy" in entry
+        ]  # fmt: skip
+
     def on_epoch_end(self, args, state, control, **kwargs):
         if str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "epoch" or state.epoch is None:
             return

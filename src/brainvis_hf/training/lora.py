@@ -83,7 +83,7 @@ def trainable_parameter_counts(model: nn.Module) -> tuple[int, int]:
 
 def write_lora_meta(folder: str | os.PathLike, meta: Mapping[str, Any]) -> None:
     """Record how the base model of an adapter is rebuilt (stage, init folders, label set)."""
-    Path(folder, LORA_META_NAME).write_text(json.dumps(dict(meta), indent=2))
+    Path(folder, LORA_META_NAME).write_text(json.dumps(dict(meta), indent=2, allow_nan=False))
 
 
 def merge_lora_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:

@@ -58,12 +58,12 @@ def split_hashes(dataset_dict) -> dict[str, Any]:
         table = ds.select_columns(columns).to_dict()
         rows = sorted(zip(*(table[c] for c in columns)), key=lambda r: tuple(str(v) for v in r))
         digest = hashlib.sha256()
-        digest.update(json.dumps(columns).encode())
+        digest.update(json.dumps(columns, allow_nan=False).encode())
         for row in rows:
-            digest.update(json.dumps([v if isinstance(v, (int, str)) else str(v) for v in row]).encode())
+            digest.update(json.dumps([v if isinstance(v, (int, str)) else str(v) for v in row], allow_nan=False).encode())
             digest.update(b"\n")
         splits[name] = {"num_rows": len(rows), "sha256": digest.hexdigest()}
-    combined = hashlib.sha256(json.dumps({k: v["sha256"] for k, v in splits.items()}, sort_keys=True).encode())
+    combined = hashlib.sha256(json.dumps({k: v["sha256"] for k, v in splits.items()}, sort_keys=True, allow_nan=False).encode())
     return {"splits": splits, "sha256": combined.hexdigest(), "identity_columns": list(_IDENTITY_COLUMNS)}
 
 

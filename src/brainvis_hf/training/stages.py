@@ -394,19 +394,63 @@ def _prepare_output_dir(output_dir: Path, resume: bool, overwrite_output: bool) 
     output_dir.mkdir(parents=True, exist_ok=True)
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the ``checkpoint-*`` folder ``path`` cannot be resumed from (half-written by a crash or a
+    full disk, or damaged), or ``None`` when it is complete. Reads headers only, no pickle."""
+    import zipfile
+
+    from .._io import check_safetensors_file, read_json_file
+
+    state = path / "trainer_state.json"
+    if not state.is_file():
+        return f"{path} is incomplete: no trainer_state.json (its save was interrupted)"
+    weights = [*path.glob("*.safetensors"), *path.glob("*/*.safetensors")]
+    if not weights:
+        return f"{path} is incomplete: no model weights (*.safetensors)"
+    try:
+        read_json_file(state, "trainer state")
+        for file in weights:
+            check_safetensors_file(file)
+    except ValueError as err:
+        return str(err)
+    for name in ("optimizer.pt", "scheduler.pt", "scaler.pt", *(p.name for p in path.glob("rng_state*.pth"))):
+        file = path / name
+        if file.is_file():
+            try:
+                zipfile.ZipFile(file).close()  # torch.save's zip format: the directory is at the end
+            except (zipfile.BadZipFile, OSError):
+                return f"{file} is truncated or corrupted (not a complete PyTorch file)"
+    return None
+
+
 def _resolve_resume(resume_from_checkpoint, output_dir: Path):
     if resume_from_checkpoint in (None, False, ""):
         return None
     if resume_from_checkpoint in (True, "last", "latest", "True", "true"):
-        from transformers.trainer_utils import get_last_checkpoint
+        import logging
+        import re
 
-        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        if last is None:
+        found = sorted(
+            (p for p in output_dir.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)),
+            key=lambda p: int(p.name.split("-")[1]), reverse=True,
+        ) if output_dir.is_dir() else []  # fmt: skip
+        if not found:
             raise FileNotFoundError(f"--resume-from-checkpoint last: no checkpoint-* folder in {output_dir}")
-        return last
+        for path in found:
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return str(path)
+            logging.getLogger(__name__).warning("skipping %s; resuming from an earlier checkpoint", problem)
+        raise FileNotFoundError(
+            f"--resume-from-checkpoint last: no complete checkpoint in {output_dir} ({len(found)} damaged or incomplete); "
+            "start afresh with --overwrite-output."
+        )
     path = Path(resume_from_checkpoint)
     if not path.is_dir():
         raise FileNotFoundError(f"--resume-from-checkpoint {path}: no such checkpoint folder")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise ValueError(f"--resume-from-checkpoint {path}: {problem}; use --resume-from-checkpoint last to take the last complete one.")
     return str(path)
 
 
@@ -661,7 +705,9 @@ def train_stage(
                 merged = merge_peft(trainer.accelerator.unwrap_model(trainer.model))
                 merged.save_pretrained(str(output_dir))
                 metrics["merged_lora"] = True
-        (output_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2))
+        from .._io import dumps_strict, finite_or_none
+
+        (output_dir / "metrics.json").write_text(dumps_strict(finite_or_none(_jsonable(metrics)), indent=2))
         plot_training_curves(state.log_history, output_dir / "training_curves.png", title=f"brainvis train {stage}")
         training_run_card(output_dir, _jsonable(metrics)).save(str(output_dir / "README.md"))
         if push_to_hub:
