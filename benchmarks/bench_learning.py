@@ -8,7 +8,9 @@ and trains with ``train_stage``:
 * ``chain``: time-pretrain -> freq -> timefreq (the unified classifier, as ``brainvis train``);
 * ``time``: time-pretrain -> time-finetune (the time branch alone);
 * ``freq``: the frequency branch alone;
-* ``linear``: the standardised logistic regression every run reports (``linear_baseline``).
+* ``linear``: the standardised logistic regression every run reports (``linear_baseline``);
+* ``lmm_probe`` / ``random_probe``: the linear probe (fit on train, scored on test) of the
+  LMM-pretrained time encoder and of a randomly initialised one of the same architecture.
 
 It prints a matrix of test accuracy (mean and standard deviation over seeds; chance 1/40) and
 the chain / linear ratio, and writes ``results.json``, ``results.md`` and ``results.png`` into
@@ -20,6 +22,7 @@ the chain / linear ratio, and writes ``results.json``, ``results.md`` and ``resu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -36,7 +39,7 @@ FAMILIES = {  # name -> (generator, background); "project" is brainvis data synt
     "spatial-drift": ("spatial", "drift"),
     "latency-pink": ("latency", "pink"),
 }
-MODELS = ("linear", "chain", "time", "freq")
+MODELS = ("linear", "chain", "time", "freq", "lmm_probe", "random_probe")
 
 
 def write_family(folder: Path, family: str, difficulty: float, seed: int, images_per_class: int) -> Path:
@@ -77,6 +80,7 @@ def run_cell(family: str, difficulty: float, seed: int, preset: str, work: Path,
         return result.metrics
 
     pretrain = train("time-pretrain", "time-pretrain")
+    lmm_probe, random_probe = probe_test_accuracy(data, work / "time-pretrain", seed)
     freq = train("freq", "freq", baseline=True)
     chain = train("timefreq", "timefreq", init=(work / "time-pretrain", work / "freq"))
     time_branch = train("time-finetune", "time-finetune", init=(work / "time-pretrain",))
@@ -86,8 +90,24 @@ def run_cell(family: str, difficulty: float, seed: int, preset: str, work: Path,
         "chain": test(chain),
         "time": test(time_branch),
         "freq": test(freq),
-        "lmm_probe": max((p["linear_probe_accuracy"] for p in pretrain["linear_probe"]), default=None),
+        "lmm_probe": lmm_probe,
+        "random_probe": random_probe,
     }
+
+
+def probe_test_accuracy(data: Path, pretrained: Path, seed: int) -> tuple[float, float]:
+    """Linear-probe test accuracy (fit on train) of the LMM encoder and of a random one of its architecture."""
+    import torch
+
+    from brainvis_hf.data import BrainVisDataCollator, load_prepared_dataset
+    from brainvis_hf.models import BrainVisTimeEncoderForMaskedModeling
+    from brainvis_hf.training.callbacks import linear_probe
+
+    dataset, collator = load_prepared_dataset(data), BrainVisDataCollator()
+    trained = BrainVisTimeEncoderForMaskedModeling.from_pretrained(pretrained)
+    torch.manual_seed(1000 + seed)
+    untrained = BrainVisTimeEncoderForMaskedModeling(trained.config)
+    return tuple(linear_probe(m.eval(), dataset["train"], dataset["test"], collator) for m in (trained, untrained))
 
 
 def summarise(results: dict, families, difficulties) -> tuple[list[dict], str]:
@@ -123,16 +143,16 @@ def plot(rows: list[dict], path: Path) -> None:
 
     labels = [f"{r['family']}\n{r['difficulty']}" for r in rows]
     x = np.arange(len(rows))
-    width = 0.2
+    width = 0.8 / len(MODELS)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
     for i, model in enumerate(MODELS):
-        ax.bar(x + (i - 1.5) * width, [r[model]["mean"] for r in rows], width,
+        ax.bar(x + (i - (len(MODELS) - 1) / 2) * width, [r[model]["mean"] for r in rows], width,
                yerr=[r[model]["std"] for r in rows], label=model, capsize=2)
     ax.axhline(1 / 40, color="grey", linestyle=":", label="chance")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.05)
-    ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.legend(ncol=7, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -147,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images-per-class", type=int, default=10, help="40 classes x N images x 2 subjects")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable on a shared CPU)")
     parser.add_argument("--output", default="bench-learning")
+    parser.add_argument("--shard", type=lambda v: tuple(int(x) for x in v.split("/")), default=None, metavar="I/N",
+                        help="run only every N-th cell starting at I (run N processes, one per core)")
     args = parser.parse_args(argv)
 
     import torch
@@ -157,9 +179,15 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    results_file = output / "results.json"
-    stored = json.loads(results_file.read_text()) if results_file.exists() else {}
-    results = stored.get("cells", {}) if stored.get("preset") == args.preset else {}
+    # one results file per shard (no two processes write one file); all of them are read back
+    suffix = f".shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
+    results_file = output / f"results{suffix}.json"
+    results = {}
+    for stored_file in sorted(output.glob("results*.json")):
+        stored = json.loads(stored_file.read_text())
+        if stored.get("preset") == args.preset and stored.get("images_per_class") == args.images_per_class:
+            results.update(stored["cells"])
+    mine = {}
 
     cells = [(f, d, s) for f in args.families for d in args.difficulties for s in args.seeds]
     started = time.time()
@@ -167,17 +195,26 @@ def main(argv=None) -> int:
         key = f"{family}|{difficulty}|{seed}"
         if key in results:
             continue
+        if args.shard is not None and cells.index((family, difficulty, seed)) % args.shard[1] != args.shard[0]:
+            continue
         work = Path(tempfile.mkdtemp(prefix="bench-learning-"))
-        try:
-            results[key] = run_cell(family, difficulty, seed, args.preset, work, args.images_per_class)
+        try:  # the Trainer's log lines go to a file, the console keeps one line per cell
+            with open(output / "train.log", "a") as log, contextlib.redirect_stdout(log):
+                results[key] = mine[key] = run_cell(family, difficulty, seed, args.preset, work, args.images_per_class)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        payload = {"preset": args.preset, "images_per_class": args.images_per_class, "cells": results}
+        if results_file.exists():
+            mine = {**json.loads(results_file.read_text())["cells"], **mine}
+        payload = {"preset": args.preset, "images_per_class": args.images_per_class, "cells": mine}
         tmp = results_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2, allow_nan=False))
         os.replace(tmp, results_file)
         tqdm.write(f"{key}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[key].items() if v is not None))
 
+    for stored_file in sorted(output.glob("results*.json")):  # what the other shards finished meanwhile
+        stored = json.loads(stored_file.read_text())
+        if stored.get("preset") == args.preset and stored.get("images_per_class") == args.images_per_class:
+            results.update(stored["cells"])
     rows, table = summarise(results, args.families, args.difficulties)
     (output / "results.md").write_text(
         f"preset {args.preset}, seeds {args.seeds}, {args.images_per_class} images per class x 40 classes x 2 subjects; "

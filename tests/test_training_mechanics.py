@@ -114,7 +114,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(prepared_data_dir
     """20 steps at once vs 10 steps, interrupted (mid-epoch: 15 steps per epoch), resumed to 20."""
     from brainvis_hf.training import train_stage
 
-    opts = {**FAST, "save_strategy": "steps", "save_steps": 10, "per_device_train_batch_size": 16}
+    # the interruption is simulated by a shorter max_steps, which would also shorten a decaying
+    # schedule: a constant learning rate keeps the two runs' step sizes equal
+    opts = {**FAST, "save_strategy": "steps", "save_steps": 10, "per_device_train_batch_size": 16,
+            "lr_scheduler_type": "constant", "warmup_steps": 0}
     kwargs = dict(preset="tiny", seed=3, linear_probe_every_n_epochs=0)
     train_stage("time-pretrain", prepared_data_dir, tmp_path / "full", training_overrides={**opts, "max_steps": 20},
                 **kwargs)
@@ -158,7 +161,7 @@ def _bad_cases(data, tmp, time_dir, freq_dir, ten_dir, config64):
     return [
         (dict(stage="time-shuffle"), "Unknown stage 'time-shuffle'; expected one of time-pretrain, time-finetune, "
          "freq, timefreq, align"),
-        (dict(stage="freq", preset="huge"), "Unknown preset 'huge'; expected one of paper, tiny"),
+        (dict(stage="freq", preset="huge"), "Unknown preset 'huge'; expected one of paper, small, tiny, things-eeg2-small, things-eeg2-tiny"),
         (dict(stage="freq", protocol="test"), "Unknown protocol 'test'"),
         (dict(stage="timefreq"), "Stage 'timefreq' needs 2 --init folder(s) (the time-encoder folder"),
         (dict(stage="time-finetune"), "Stage 'time-finetune' needs 1 --init folder(s)"),

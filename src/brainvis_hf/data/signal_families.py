@@ -151,7 +151,8 @@ def _topographies(num_classes: int, num_channels: int, rng: np.random.Generator)
     """A random smooth-ish spatial pattern per class, unit RMS over channels."""
     raw = rng.normal(size=(num_classes, num_channels))
     kernel = np.exp(-0.5 * (np.arange(-6, 7) / 3.0) ** 2)
-    smooth = np.stack([np.convolve(r, kernel, mode="same") for r in raw])
+    half = len(kernel) // 2
+    smooth = np.stack([np.convolve(r, kernel, mode="full")[half : half + num_channels] for r in raw])
     return smooth / np.sqrt((smooth**2).mean(axis=1, keepdims=True))
 
 

@@ -1,0 +1,250 @@
+"""The learning recipe (issue 10): opt-in model options, the linear baseline, LMM determinism, and a
+small chain that must reach a linear decoder's accuracy on data the recipe was not tuned to."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from brainvis_hf.data import load_eeg_imagenet, prepare_dataset
+from brainvis_hf.data.signal_families import SIGNAL_FAMILIES, write_signal_family
+from brainvis_hf.evaluation import binned_eeg_features, linear_baseline_accuracy
+from brainvis_hf.models import (
+    BrainVisFreqEncoderConfig,
+    BrainVisFreqEncoderModel,
+    BrainVisTimeEncoderForMaskedModeling,
+    BrainVisTimeEncoderModel,
+)
+from brainvis_hf.presets import preset_dir
+
+
+def _eeg(batch=3, seed=0):
+    return torch.randn(batch, 128, 440, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# model options
+# ---------------------------------------------------------------------------------------------
+
+
+def test_recording_normalization_equals_z_scoring_the_input(tiny_time_config):
+    paper = BrainVisTimeEncoderModel(copy.deepcopy(tiny_time_config)).eval()
+    config = copy.deepcopy(tiny_time_config)
+    config.input_normalization = "recording"
+    normalised = BrainVisTimeEncoderModel(config).eval()
+    normalised.load_state_dict(paper.state_dict())
+    eeg = _eeg() * 37.0 + 5.0
+    z = (eeg - eeg.mean(-1, keepdim=True)) / eeg.std(-1, keepdim=True, unbiased=False)
+    with torch.no_grad():
+        torch.testing.assert_close(normalised(eeg).last_hidden_state, paper(z).last_hidden_state, atol=1e-4, rtol=1e-4)
+        # offsets and gains per channel and recording no longer change the features
+        offset = torch.randn(3, 128, 1) * 100
+        gain = torch.rand(3, 128, 1) * 10 + 0.1
+        torch.testing.assert_close(
+            normalised(eeg * gain + offset).pooler_output, normalised(eeg).pooler_output, atol=1e-3, rtol=1e-3
+        )
+
+
+def test_huge_raw_eeg_with_recording_normalization_predicts_like_standardised_eeg(tiny_time_config):
+    from brainvis_hf.models import BrainVisTimeEncoderForEEGClassification
+
+    config = copy.deepcopy(tiny_time_config)
+    config.input_normalization = "recording"
+    model = BrainVisTimeEncoderForEEGClassification(config).eval().to(torch.float16)
+    eeg = _eeg(2)
+    with torch.no_grad():
+        raw = model(eeg * 1e3).logits  # microvolt-scale raw data in float16: finite, same classes
+        standard = model(eeg).logits
+    assert torch.isfinite(raw).all()
+    assert torch.equal(raw.argmax(-1), standard.argmax(-1))
+
+
+@pytest.mark.parametrize("segments", [1, 7, 110])
+def test_pooling_segments_concatenates_segment_means(tiny_time_config, segments):
+    config = copy.deepcopy(tiny_time_config)
+    config.pooling_segments = segments
+    model = BrainVisTimeEncoderModel(config).eval()
+    with torch.no_grad():
+        out = model(_eeg())
+    states = out.last_hidden_state.numpy()
+    bounds = np.linspace(0, 110, segments + 1)  # independent: segment edges as tensor_split makes them
+    sizes = [110 // segments + (1 if i < 110 % segments else 0) for i in range(segments)]
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    expected = np.concatenate([states[:, a:b].mean(1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+    assert len(bounds) == len(edges)
+    assert out.pooler_output.shape == (3, segments * config.hidden_size) == (3, config.pooled_size)
+    np.testing.assert_allclose(out.pooler_output.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_segments_is_validated(tiny_time_config):
+    config = copy.deepcopy(tiny_time_config).to_dict()
+    config.update(pooling_segments=111)
+    with pytest.raises(ValueError, match=r"pooling_segments \(111\) cannot exceed the number of units \(110\)"):
+        type(tiny_time_config)(**config)
+
+
+def test_frequency_options_log_spectrum_running_standardisation_and_readouts(tiny_freq_config):
+    config = copy.deepcopy(tiny_freq_config)
+    config.spectrum_scaling, config.spectrum_normalization = "log", "batch"
+    model = BrainVisFreqEncoderModel(config).train()
+    eeg = _eeg(16)
+    model(eeg)  # one training batch updates the running statistics
+    amplitude = torch.fft.rfft(eeg, dim=-1)[..., 1:221].abs().transpose(1, 2)
+    log_amplitude = (amplitude + 1e-6).log().flatten(1)
+    expected_mean = 0.1 * log_amplitude.mean(0)  # BatchNorm's momentum 0.1 from a zero start
+    torch.testing.assert_close(model.spectrum_norm.running_mean, expected_mean, atol=1e-4, rtol=1e-4)
+    for readout, width in (("last", 16), ("mean", 16), ("flatten", 16 * 220)):
+        config_r = copy.deepcopy(config)
+        config_r.readout = readout
+        model_r = BrainVisFreqEncoderModel(config_r).eval()
+        assert model_r.projection.in_features == width
+        with torch.no_grad():
+            out = model_r(eeg[:2], output_hidden_states=True)
+        states = out.last_hidden_state
+        read = {"last": states[:, -1], "mean": states.mean(1), "flatten": states.flatten(1)}[readout]
+        torch.testing.assert_close(out.pooler_output, torch.relu(model_r.projection(read)))
+
+
+def test_running_statistics_are_saved_and_reloaded(tiny_freq_config, tmp_path):
+    config = copy.deepcopy(tiny_freq_config)
+    config.spectrum_scaling, config.spectrum_normalization = "log", "batch"
+    model = BrainVisFreqEncoderModel(config).train()
+    model(_eeg(8))
+    model.save_pretrained(tmp_path)
+    loaded = BrainVisFreqEncoderModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.spectrum_norm.running_var, model.spectrum_norm.running_var)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(_eeg(2, 5)).pooler_output, model.eval()(_eeg(2, 5)).pooler_output)
+
+
+def test_recipe_options_default_to_the_paper():
+    from brainvis_hf.models import BrainVisTimeEncoderConfig
+
+    time, freq = BrainVisTimeEncoderConfig(), BrainVisFreqEncoderConfig()
+    assert (time.input_normalization, time.pooling_segments) == (None, 1)
+    assert (freq.spectrum_scaling, freq.spectrum_normalization, freq.readout) == (None, None, "last")
+    with pytest.raises(ValueError, match="readout must be one of"):
+        BrainVisFreqEncoderConfig(readout="first")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_cpu_presets_turn_the_recipe_on(preset):
+    time = json.loads((preset_dir("time_encoder", preset) / "config.json").read_text())
+    freq = json.loads((preset_dir("freq_encoder", preset) / "config.json").read_text())
+    assert time["input_normalization"] == "recording" and time["pooling_segments"] == 110
+    assert (freq["spectrum_scaling"], freq["spectrum_normalization"], freq["readout"]) == ("log", "batch", "flatten")
+    paper = json.loads((preset_dir("time_encoder", "paper") / "config.json").read_text())
+    assert paper.get("input_normalization") is None and paper.get("pooling_segments", 1) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Latent Masked Modeling: reproducible given a generator
+# ---------------------------------------------------------------------------------------------
+
+
+def test_masked_modeling_is_deterministic_given_its_generator(tiny_time_config):
+    torch.manual_seed(0)
+    model = BrainVisTimeEncoderForMaskedModeling(copy.deepcopy(tiny_time_config)).eval()
+    eeg = _eeg(4)
+    with torch.no_grad():
+        first = model(eeg, generator=torch.Generator().manual_seed(7))
+        torch.rand(100)  # the global RNG moves on: must not matter
+        second = model(eeg, generator=torch.Generator().manual_seed(7))
+        other = model(eeg, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first.loss, second.loss)
+    assert torch.equal(first.masked_indices, second.masked_indices)
+    assert torch.equal(first.target_tokens, second.target_tokens)
+    assert not torch.equal(first.masked_indices, other.masked_indices)
+
+
+def test_masked_modeling_takes_explicit_targets_and_mask(tiny_time_config):
+    torch.manual_seed(0)
+    model = BrainVisTimeEncoderForMaskedModeling(copy.deepcopy(tiny_time_config)).eval()
+    eeg = _eeg(2)
+    tokens = torch.randint(0, model.config.codebook_size, (2, 110), generator=torch.Generator().manual_seed(1))
+    noise = torch.rand(110, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a = model(eeg, noise=noise, target_tokens=tokens)
+        torch.rand(100)
+        b = model(eeg, noise=noise, target_tokens=tokens)
+    assert torch.equal(a.loss, b.loss)
+    assert torch.equal(a.target_tokens, tokens.gather(1, a.masked_indices))
+    with pytest.raises(ValueError, match=r"target_tokens must have shape \(2, 110\)"):
+        model(eeg, target_tokens=tokens[:, :5])
+
+
+# ---------------------------------------------------------------------------------------------
+# the linear baseline
+# ---------------------------------------------------------------------------------------------
+
+
+def test_binned_features_are_bin_means():
+    eeg = np.arange(2 * 3 * 10, dtype=np.float32).reshape(2, 3, 10)
+    features = binned_eeg_features(eeg, bin_size=4)  # 10 samples -> 2 bins of 4, 2 dropped
+    assert features.shape == (2, 3 * 2)
+    np.testing.assert_allclose(features[0, :2], [eeg[0, 0, :4].mean(), eeg[0, 0, 4:8].mean()])
+    with pytest.raises(ValueError, match="bin_size"):
+        binned_eeg_features(eeg, bin_size=11)
+
+
+def test_linear_baseline_matches_an_independent_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 20)
+    pattern = rng.normal(size=(4, 8, 16))
+    eeg = pattern[labels] + rng.normal(scale=2.0, size=(80, 8, 16))
+    train, test = np.arange(80) % 4 != 0, np.arange(80) % 4 == 0
+    scores = linear_baseline_accuracy(eeg[train], labels[train], {"test": (eeg[test], labels[test])}, bin_size=4)
+
+    features = eeg.reshape(80, 8, 4, 4).mean(-1).reshape(80, -1)
+    scaler = StandardScaler().fit(features[train])
+    clf = LogisticRegression(max_iter=300).fit(scaler.transform(features[train]), labels[train])
+    expected = float((clf.predict(scaler.transform(features[test])) == labels[test]).mean())
+    assert scores == {"test": expected}
+    assert expected > 0.5  # the data carry the class: the comparison is not between two chance levels
+
+
+# ---------------------------------------------------------------------------------------------
+# the chain learns what a linear decoder can, on a family nobody tuned the recipe to
+# ---------------------------------------------------------------------------------------------
+
+
+def test_signal_families_write_the_eeg_imagenet_format(tmp_path):
+    from brainvis_hf.data.eeg_imagenet import load_signals
+
+    files = write_signal_family(tmp_path, "induced", background="drift", num_classes=4, num_images_per_class=3,
+                                num_channels=8, seed=3)
+    signals = load_signals(files.eeg_path)
+    assert len(signals["dataset"]) == 4 * 3 * 2 and signals["dataset"][0]["eeg"].shape == (8, 500)
+    assert set(SIGNAL_FAMILIES) == {"evoked", "induced", "spatial", "latency"}
+    with pytest.raises(ValueError, match="family='alpha'"):
+        write_signal_family(tmp_path / "x", "alpha")
+
+
+@pytest.mark.slow
+def test_tiny_chain_reaches_the_linear_baseline_on_an_unseen_family(tmp_path):
+    """time-pretrain -> freq -> timefreq (tiny preset) on evoked waves over 1/f noise, 10 classes."""
+    from brainvis_hf.training import train_stage
+
+    files = write_signal_family(tmp_path / "raw", "evoked", background="pink", difficulty=0.3, num_classes=10,
+                                num_images_per_class=12, seed=11)
+    data = prepare_dataset(load_eeg_imagenet(files.eeg_path, files.splits_path, cache_dir=tmp_path / "cache"),
+                           tmp_path / "prepared")
+    quiet = {"disable_tqdm": True, "report_to": []}
+    train_stage("time-pretrain", data, tmp_path / "tp", preset="tiny", seed=0, training_overrides=quiet,
+                linear_baseline=False)
+    train_stage("freq", data, tmp_path / "fr", preset="tiny", seed=0, training_overrides=quiet, linear_baseline=False)
+    result = train_stage("timefreq", data, tmp_path / "tf", preset="tiny", seed=0, init=(tmp_path / "tp", tmp_path / "fr"),
+                         training_overrides=quiet)
+    metrics = json.loads((tmp_path / "tf" / "metrics.json").read_text())
+    chain, linear = metrics["evaluation"]["test"]["accuracy"], metrics["linear_baseline"]["test"]["accuracy"]
+    print(f"chain {chain:.3f}, linear baseline {linear:.3f}")
+    assert result.metrics["linear_baseline"] == metrics["linear_baseline"]
+    assert linear >= 0.5  # the family carries the class for a linear decoder
+    assert chain >= 0.8 * linear
+    card = (tmp_path / "tf" / "README.md").read_text()
+    assert "linear baseline" in card.lower()
