@@ -35,7 +35,7 @@ _LAZY: dict[str, str] = {
     "plot_training_curves": ".callbacks",
     "apply_lora": ".lora",
     "merge_lora": ".lora",
-    "merge_lora_adapter": ".lora",
+    "merge_lora_adapter": ".lora_merge",
 }
 
 __all__ = sorted(_LAZY)

@@ -35,6 +35,8 @@ from .arguments import (
     get_stage_spec,
     load_training_config,
 )
+from .lora import apply_lora, trainable_parameter_counts, write_lora_meta
+from .lora import merge_lora as merge_peft
 
 STAGE_KINDS = {
     "time-pretrain": "masked_modeling",
@@ -527,8 +529,6 @@ def train_stage(
     lora_info = None
     lora_meta = None
     if lora:
-        from .lora import apply_lora, trainable_parameter_counts
-
         lora_meta = {
             "stage": stage, "init": [str(p.resolve()) for p in init_dirs], "data": str(data_dir),
             "num_channels": data.num_channels, "num_samples": data.num_samples, "num_labels": data.num_labels,
@@ -619,9 +619,6 @@ def train_stage(
             training_args_bin.unlink()
         (output_dir / "training_args.json").write_text(args.to_json_string())
         if lora_meta is not None:
-            from .lora import merge_lora as merge_peft
-            from .lora import write_lora_meta
-
             write_lora_meta(adapter_dir, lora_meta)
             for stale in adapter_dir.glob("training_args.bin"):
                 stale.unlink()
