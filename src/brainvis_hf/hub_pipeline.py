@@ -23,13 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-EEG_IMAGENET_CITATION = """@inproceedings{spampinato2017deep,
-  title     = {Deep Learning Human Mind for Automated Visual Classification},
-  author    = {Spampinato, Concetto and Palazzo, Simone and Kavasidis, Isaak and Giordano, Daniela
-               and Souly, Nasim and Shah, Mubarak},
-  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2017}
-}"""
+from .hub import DEFAULT_LIMITATIONS, build_model_card, push_folder_to_hub
+from .hub.citations import BRAINVIS_CITATION, EEG_IMAGENET_CITATION, join_citations
 
 #: the Hub has no EEG-to-image task; the pipeline is a Stable Diffusion derivative whose text
 #: conditioning is replaced by an EEG embedding, so it is filed under text-to-image.
@@ -172,8 +167,6 @@ def pipeline_model_card(
         extra_tags: more tags.
         notes: extra paragraphs for the limitations section.
     """
-    from .hub import BRAINVIS_CITATION as _METHOD_CITATION
-    from .hub import DEFAULT_LIMITATIONS, build_model_card
 
     runs = {
         stage: (dict(run) if isinstance(run, Mapping) else read_training_run(run))
@@ -253,7 +246,7 @@ def pipeline_model_card(
         dataset_name=dataset_name,
         dataset_type=datasets[0] if datasets else "eeg-imagenet",
         extra_sections={"How to use": usage},
-        citation=_METHOD_CITATION.strip() + "\n\n" + EEG_IMAGENET_CITATION,
+        citation=join_citations(BRAINVIS_CITATION, EEG_IMAGENET_CITATION),
     )
 
 
@@ -278,8 +271,6 @@ def push_model_to_hub(model, repo_id: str, *, card=None, **kwargs: Any) -> str:
     ``kwargs`` go to :func:`brainvis_hf.hub.push_folder_to_hub` (``private``, ``token``,
     ``commit_message``).
     """
-    from .hub import push_folder_to_hub
-
     with tempfile.TemporaryDirectory(prefix="brainvis-push-") as tmp:
         model.save_pretrained(tmp)
         _write_card(card, tmp, default=f"# {type(model).__name__}\n\nA BrainVis EEG model (brainvis-hf).")
@@ -290,7 +281,6 @@ def push_pipeline_to_hub(pipeline, repo_id: str, *, card=None, **kwargs: Any) ->
     """Save a ``BrainVisPipeline`` (safetensors, every component) with its card and upload it as
     one commit; returns the commit URL. A pipeline folder already saved with a card (e.g. the
     demo's ``pipeline/``) can be pushed as is with :func:`brainvis_hf.hub.push_folder_to_hub`."""
-    from .hub import push_folder_to_hub
 
     with tempfile.TemporaryDirectory(prefix="brainvis-push-") as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)

@@ -37,6 +37,7 @@ import datasets
 import numpy as np
 import torch
 
+from ..hub.citations import BRAINVIS_CITATION, EEG_IMAGENET_CITATION, join_citations
 from .labels import WNID_TO_WORDS
 
 logger = datasets.logging.get_logger(__name__)
@@ -44,20 +45,7 @@ logger = datasets.logging.get_logger(__name__)
 # Names of the splits in the splits file -> names of the `datasets` splits.
 SPLIT_NAMES: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
 
-_CITATION = """\
-@inproceedings{spampinato2017deep,
-  title     = {Deep Learning Human Mind for Automated Visual Classification},
-  author    = {Spampinato, Concetto and Palazzo, Simone and Kavasidis, Isaak and Giordano, Daniela and Souly, Nasim and Shah, Mubarak},
-  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2017}
-}
-@inproceedings{fu2025brainvis,
-  title     = {BrainVis: Exploring the Bridge between Brain and Visual Signals via Image Reconstruction},
-  author    = {Fu, Honghao and Wang, Hao and Chin, Jing Jih and Shen, Zhiqi},
-  booktitle = {ICASSP 2025 - IEEE International Conference on Acoustics, Speech and Signal Processing},
-  year      = {2025}
-}
-"""
+_CITATION = join_citations(EEG_IMAGENET_CITATION, BRAINVIS_CITATION)
 
 _DESCRIPTION = (
     "EEG-ImageNet (Spampinato et al., CVPR 2017): 128-channel EEG (1 kHz) recorded while six "

@@ -14,15 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-BRAINVIS_TAGS: tuple[str, ...] = ("eeg", "bci", "brain-decoding", "brainvis")
+from .citations import BRAINVIS_CITATION
 
-BRAINVIS_CITATION = """@inproceedings{fu2025brainvis,
-  title     = {BrainVis: Exploring the Bridge between Brain and Visual Signals via Image Reconstruction},
-  author    = {Fu, Honghao and others},
-  booktitle = {ICASSP 2025 - IEEE International Conference on Acoustics, Speech and Signal Processing},
-  year      = {2025},
-  note      = {arXiv:2312.14871}
-}"""
+BRAINVIS_TAGS: tuple[str, ...] = ("eeg", "bci", "brain-decoding", "brainvis")
 
 DEFAULT_LIMITATIONS = """- EEG is personal, health-related data. Recordings can identify people and reveal medical
   information; collect and share them only with informed consent and under the applicable data
