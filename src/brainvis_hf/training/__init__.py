@@ -32,7 +32,7 @@ _LAZY: dict[str, str] = {
     "LinearProbeCallback": ".callbacks",
     "linear_probe": ".callbacks",
     "pooled_features": ".callbacks",
-    "plot_training_curves": ".callbacks",
+    "plot_training_curves": "..plots",
     "apply_lora": ".lora",
     "merge_lora": ".lora",
     "merge_lora_adapter": ".lora_merge",

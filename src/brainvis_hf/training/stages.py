@@ -462,7 +462,8 @@ def train_stage(
     from ..data import BrainVisDataCollator
     from ..data.prepare import load_prepared_dataset
     from ..hub import training_run_card
-    from .callbacks import LinearProbeCallback, MomentumUpdateCallback, plot_training_curves
+    from ..plots import plot_training_curves
+    from .callbacks import LinearProbeCallback, MomentumUpdateCallback
     from .trainer import BrainVisTrainer, compute_stage_metrics
 
     # -- everything that can go wrong is checked before training ---------------------------
