@@ -178,3 +178,29 @@ def test_every_module_imports_in_a_fresh_interpreter():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_copied_from_comments_name_real_objects():
+    """``# Copied from X`` / ``# Adapted from X`` comments name an object that exists."""
+    import importlib
+    import re
+
+    pattern = re.compile(r"#\s*(?:Copied|Adapted) from ([A-Za-z_][\w.]*)")
+    missing = []
+    for path in MODULES.values():
+        for dotted in pattern.findall(path.read_text()):
+            parts = dotted.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                try:
+                    for attr in parts[cut:]:
+                        obj = getattr(obj, attr)
+                except AttributeError:
+                    missing.append(dotted)
+                break
+            else:
+                missing.append(dotted)
+    assert missing == []

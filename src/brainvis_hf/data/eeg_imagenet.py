@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from ..hub.citations import BRAINVIS_CITATION, EEG_IMAGENET_CITATION, join_citations
+from ..ids import is_safe_id
 from .labels import WNID_TO_WORDS
 
 logger = datasets.logging.get_logger(__name__)
@@ -54,9 +54,6 @@ _DESCRIPTION = (
     "WordNet ids in the order of the signals file), `label_text` its words."
 )
 
-# An image name is an ImageNet file stem such as ``n02951358_31190``: letters, digits, ``_``,
-# ``-`` and ``.`` only (so never a path separator, never absolute), and never ``..``.
-_IMAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SIGNALS_KEYS = ("dataset", "labels", "images")
 _RECORDING_KEYS = ("eeg", "image", "label", "subject")
 
@@ -104,7 +101,7 @@ def validate_image_name(name: Any, *, source: str | os.PathLike = "<input>") -> 
     """
     if not isinstance(name, str):
         raise ValueError(f"{source}: image name {name!r} is not a string")
-    if ".." in name or "/" in name or "\\" in name or os.path.isabs(name) or not _IMAGE_NAME_RE.match(name):
+    if not is_safe_id(name):  # an ImageNet file stem; never a path separator, never absolute
         raise ValueError(
             f"{source}: unsafe image name {name!r}: expected a bare file stem such as "
             "'n02951358_31190' (letters, digits, '_', '-', '.'; no '..', no path separators, "

@@ -73,7 +73,7 @@ class BrainVisPipelineOutput(BaseOutput):
     predicted_probs: np.ndarray | None = None
 
 
-# Copied from diffusers.pipelines.stable_diffusion_img2img.retrieve_latents
+# Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img.retrieve_latents
 def retrieve_latents(encoder_output, generator=None, sample_mode: str = "sample") -> torch.Tensor:
     if hasattr(encoder_output, "latent_dist") and sample_mode == "sample":
         return encoder_output.latent_dist.sample(generator)

@@ -653,35 +653,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-# ----------------------------------------------------------------------------------------------
-# One function per stage
-# ----------------------------------------------------------------------------------------------
-
-
-def train_time_pretrain(data_dir, output_dir, **kwargs) -> TrainingResult:
-    """Latent masked modeling of the time encoder (see :func:`train_stage`)."""
-    return train_stage("time-pretrain", data_dir, output_dir, **kwargs)
-
-
-def train_time_finetune(data_dir, output_dir, *, init, **kwargs) -> TrainingResult:
-    """Supervised fine-tuning of a pretrained time encoder (``init``: its folder)."""
-    return train_stage("time-finetune", data_dir, output_dir, init=[init] if isinstance(init, (str, Path)) else init,
-                       **kwargs)
-
-
-def train_freq(data_dir, output_dir, **kwargs) -> TrainingResult:
-    """The frequency encoder with its classifier (see :func:`train_stage`)."""
-    return train_stage("freq", data_dir, output_dir, **kwargs)
-
-
-def train_timefreq(data_dir, output_dir, *, time_encoder, freq_encoder, **kwargs) -> TrainingResult:
-    """Both branches jointly, from a time-encoder folder and a frequency-encoder folder."""
-    return train_stage("timefreq", data_dir, output_dir, init=[time_encoder, freq_encoder], **kwargs)
-
-
-def train_align(data_dir, output_dir, *, init, **kwargs) -> TrainingResult:
-    """CLIP alignment from the unified classifier's folder (the data needs ``clip_targets/``)."""
-    return train_stage("align", data_dir, output_dir, init=[init] if isinstance(init, (str, Path)) else init,
-                       **kwargs)
