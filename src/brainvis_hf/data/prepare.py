@@ -25,6 +25,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
 from tqdm.auto import tqdm
 
+from ..hub.cards import markdown_table
 from ..hub.upload import push_folder_to_hub
 from .eeg_imagenet import _CITATION
 from .synthetic import _default_mode
@@ -182,9 +183,7 @@ def build_dataset_card(
         "",
         "## Splits",
         "",
-        "| split | rows |",
-        "|---|---|",
-        *[f"| {name} | {info.num_examples} |" for name, info in split_infos.items()],
+        markdown_table(["split", "rows"], [(name, info.num_examples) for name, info in split_infos.items()]),
         "",
         "## Columns",
         "",
@@ -201,8 +200,8 @@ def build_dataset_card(
         body += ["", "## Preprocessing", "", *[f"- `{k}`: {v}" for k, v in preprocessing.items()]]
     label_feature = features["label"]
     if isinstance(label_feature, datasets.ClassLabel):
-        body += ["", "## Classes", "", "| index | WordNet id | words |", "|---|---|---|"]
-        body += [f"| {i} | {w} | {WNID_TO_WORDS.get(w, w)} |" for i, w in enumerate(label_feature.names)]
+        classes = [(i, w, WNID_TO_WORDS.get(w, w)) for i, w in enumerate(label_feature.names)]
+        body += ["", "## Classes", "", markdown_table(["index", "WordNet id", "words"], classes)]
     body += [
         "",
         "## Usage",
