@@ -6,7 +6,6 @@ import datasets
 import pytest
 import torch
 
-import brainvis_hf.data.prepare as prepare_module
 from brainvis_hf.cli import main
 
 datasets.disable_progress_bars()
@@ -79,19 +78,23 @@ def test_prepare_push_to_hub(synthetic_eeg_files, tmp_path, monkeypatch, capsys)
         def create_repo(self, repo_id, **kwargs):
             return f"https://huggingface.co/datasets/{repo_id}"
 
-        def upload_folder(self, *, folder_path, repo_id, repo_type, commit_message):
+        def upload_folder(self, *, folder_path, repo_id, repo_type, commit_message, ignore_patterns=()):
             from pathlib import Path
+            from types import SimpleNamespace
 
             uploads.append((repo_id, repo_type, sorted(p.name for p in Path(folder_path).rglob("*.parquet"))))
+            return SimpleNamespace(commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/1")
 
-    monkeypatch.setattr(prepare_module, "HfApi", FakeHfApi)
+    import brainvis_hf.hub.upload as upload_module
+
+    monkeypatch.setattr(upload_module, "HfApi", FakeHfApi)
     out = tmp_path / "prepared"
     argv = ["data", "prepare", "--eeg", str(synthetic_eeg_files.eeg_path), "--splits", str(synthetic_eeg_files.splits_path),
             "--output", str(out), "--image-root", str(synthetic_eeg_files.image_root), "--push-to-hub", "me/eeg"]
     assert main(argv) == 0
     assert uploads == [("me/eeg", "dataset", ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet",
                                               "validation-00000-of-00001.parquet"])]
-    assert "Uploaded to https://huggingface.co/datasets/me/eeg" in capsys.readouterr().out
+    assert "Uploaded to https://huggingface.co/datasets/me/eeg/commit/1" in capsys.readouterr().out
 
 
 def test_prepare_errors(synthetic_eeg_files, tmp_path, capsys):

@@ -151,18 +151,22 @@ class FakeHfApi:
         FakeHfApi.calls.append(("create_repo", repo_id, kwargs))
         return f"https://huggingface.co/datasets/{repo_id}"
 
-    def upload_folder(self, *, folder_path, repo_id, repo_type, commit_message):
+    def upload_folder(self, *, folder_path, repo_id, repo_type, commit_message, ignore_patterns=()):
         from pathlib import Path
+        from types import SimpleNamespace
 
         files = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file())
         FakeHfApi.calls.append(("upload_folder", repo_id, {"repo_type": repo_type, "files": files}))
+        return SimpleNamespace(commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/1")
 
 
 def test_push_prepared_dataset(prepared_data_dir, monkeypatch):
     FakeHfApi.calls = []
-    monkeypatch.setattr(prepare_module, "HfApi", FakeHfApi)
+    import brainvis_hf.hub.upload as upload_module
+
+    monkeypatch.setattr(upload_module, "HfApi", FakeHfApi)
     url = push_prepared_dataset(prepared_data_dir, "someone/eeg-imagenet", private=True)
-    assert url == "https://huggingface.co/datasets/someone/eeg-imagenet"
+    assert url == "https://huggingface.co/datasets/someone/eeg-imagenet/commit/1"
     assert FakeHfApi.calls[0] == ("create_repo", "someone/eeg-imagenet", {"repo_type": "dataset", "private": True, "exist_ok": True})
     name, repo, kwargs = FakeHfApi.calls[1]
     assert (name, repo, kwargs["repo_type"]) == ("upload_folder", "someone/eeg-imagenet", "dataset")

@@ -58,3 +58,30 @@ def test_macro_f1_only_over_present_classes():
 def test_errors(logits, labels, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         eeg_classification_metrics(logits, labels)
+
+
+def test_training_logs_and_evaluation_agree_on_ties_and_absent_classes():
+    """The training metrics (``compute_stage_metrics``) are the evaluation's numbers: same tie rule
+    (lower class id first) and the same macro-F1 (over classes in the labels or predictions)."""
+    from transformers import EvalPrediction
+
+    from brainvis_hf.training import compute_stage_metrics
+
+    # 6 classes; classes 4 and 5 never occur; every row has ties at the top
+    logits = np.array(
+        [[1.0, 1.0, 0.0, 0.0, 0.0, 0.0],  # tie 0/1 -> predicts 0 (label 1: top-1 miss, top-3 hit)
+         [0.0, 2.0, 2.0, 2.0, 2.0, 0.0],  # 4-way tie -> predicts 1 (label 3 ranks 3rd: top-3 hit)
+         [0.5, 0.5, 0.5, 0.5, 0.5, 0.5],  # all tied -> predicts 0 (label 0: hit)
+         [0.0, 0.0, 3.0, 3.0, 0.0, 0.0]],  # tie 2/3 -> predicts 2 (label 2: hit)
+    )
+    labels = np.array([1, 3, 0, 2])
+    training = compute_stage_metrics("classification")(EvalPrediction(predictions=logits, label_ids=labels))
+    evaluation = eeg_classification_metrics(logits, labels)
+    assert training == {"accuracy": evaluation["top1_accuracy"], "top3_accuracy": evaluation["top3_accuracy"],
+                        "macro_f1": evaluation["macro_f1"]}
+    # independent numbers: predictions [0, 1, 0, 2]; label 3 ranks after 1 and 2 -> 3rd, inside top-3
+    assert training["accuracy"] == pytest.approx(2 / 4)
+    assert training["top3_accuracy"] == pytest.approx(4 / 4)
+    # per class F1 over the present classes 0..3: c0 tp1 fp1 -> 2/3; c1 fp1 fn1 -> 0; c2 tp1 -> 1; c3 fn1 -> 0
+    assert training["macro_f1"] == pytest.approx((2 / 3 + 0 + 1 + 0) / 4)
+    assert training["macro_f1"] == pytest.approx(f1_score(labels, [0, 1, 0, 2], average="macro"))

@@ -224,3 +224,12 @@ def test_pipeline_card_content_and_rendering():
     tiny = pipeline_model_card(metrics={}, random_weights=True)
     assert tiny.data.base_model is None and tiny.data.license == "apache-2.0" and "random-weights" in tiny.data.tags
     assert "the images this pipeline makes are noise" in tiny.text and "--sd-model" in tiny.text
+
+
+def test_one_table_formatter_for_every_card():
+    from brainvis_hf.hub import format_value, markdown_table, reportable_metrics
+
+    assert format_value(0.123456) == "0.1235" and format_value(float("nan")) == "nan" and format_value([1, 0.5]) == "1, 0.5"
+    assert markdown_table(["a", "b"], [["x|y", 2.0]]) == "| a | b |\n|---|---|\n| x\\|y | 2 |"
+    assert reportable_metrics({"accuracy": 0.5, "runtime": 3.0, "samples_per_second": 9.0, "epoch": 2.0, "name": "x"}) == {
+        "accuracy": 0.5}

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from brainvis_hf.plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
 from brainvis_hf.report import (
     ReportFigure,
     ReportSection,
@@ -25,9 +26,6 @@ from brainvis_hf.report import (
     find_chromium,
     format_value,
     image_data_uri,
-    plot_confusion_matrix,
-    plot_eeg_traces,
-    plot_training_curves,
     render_report_html,
     write_report,
 )
@@ -57,7 +55,7 @@ def report_dir(tmp_path_factory) -> Path:
         {"step": 4, "loss": 1.5},
         {"step": 4, "eval_loss": 2.0, "eval_accuracy": 0.4},
     ]
-    curves = plot_training_curves({"freq": history, "align": [{"step": 1, "loss": 0.5}]}, out / "work" / "curves.png")
+    curves = plot_stage_curves({"freq": history, "align": [{"step": 1, "loss": 0.5}]}, out / "work" / "curves.png")
     confusion = plot_confusion_matrix(np.eye(3, dtype=int) * 4 + 1, out / "work" / "cm.png", class_names=["x", "y", "z"])
     sheet = out / "work" / "sheet.png"
     Image.fromarray(rng.integers(0, 255, (32, 96, 3), dtype=np.uint8)).save(sheet)
@@ -116,7 +114,7 @@ def test_bad_inputs_have_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"Table 'T': a row has 1 cells, expected 2"):
         render_report_html(title="x", blocks=[ReportTable("T", ["a", "b"], [[1]])])
     with pytest.raises(ValueError, match="needs at least one stage history"):
-        plot_training_curves({}, tmp_path / "x.png")
+        plot_stage_curves({}, tmp_path / "x.png")
     assert format_value(float("nan")) == "nan" and format_value(2) == "2" and format_value(True) == "True"
 
 

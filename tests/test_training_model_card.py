@@ -33,7 +33,7 @@ def test_build_model_card_metadata_and_sections(tmp_path):
                                      "## Limitations and ethics", "## Usage", "## Citation")]
     assert order == sorted(order)
     assert "| learning_rate | 0.001 |" in text and "| test | macro_f1 | 0.25 |" in text
-    assert "personal" in text and "not mind reading" in text and "arXiv:2312.14871" in text
+    assert "personal" in text and "not mind reading" in text and "eprint    = {2312.14871}" in text
 
 
 def test_card_without_metrics_has_no_model_index():

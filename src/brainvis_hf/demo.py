@@ -738,15 +738,8 @@ def write_demo_report(
     sd_model: str | None,
 ) -> Path:
     """Draw the figures and write ``output_dir/report.html`` (self-contained)."""
-    from .report import (
-        ReportFigure,
-        ReportSection,
-        ReportTable,
-        plot_confusion_matrix,
-        plot_eeg_traces,
-        plot_training_curves,
-        write_report,
-    )
+    from .plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
+    from .report import ReportFigure, ReportSection, ReportTable, write_report
 
     figures = output_dir / "figures"
     test = prepared["test"]
@@ -762,7 +755,7 @@ def write_demo_report(
         state_path = run_dir / "trainer_state.json"
         if state_path.is_file():
             histories[stage] = json.loads(state_path.read_text(encoding="utf-8")).get("log_history", [])
-    curves = plot_training_curves(histories, figures / "training_curves.png")
+    curves = plot_stage_curves(histories, figures / "training_curves.png")
     confusion = plot_confusion_matrix(
         eeg_metrics["confusion_matrix"], figures / "confusion_matrix.png", class_names=list(class_names),
         title="EEG classifier (alignment model) on the test split",

@@ -6,13 +6,8 @@ only script is a small self-check that runs when the page is opened as ``report.
 it writes a JSON verdict (images present and decoded, load errors) into the page, which
 :func:`check_report_in_browser` reads from a real headless Chromium.
 
-Figures are drawn with matplotlib (Agg backend) from plain arrays, so the module does not
-depend on how they were produced:
-
-- :func:`plot_eeg_traces` — a few channels of a few recordings;
-- :func:`plot_training_curves` — loss / metric curves of every training stage, read from the
-  ``log_history`` of their ``trainer_state.json``;
-- :func:`plot_confusion_matrix` — the EEG classifier's confusion matrix.
+The figures come from :mod:`brainvis_hf.plots` (``plot_eeg_traces``, ``plot_stage_curves``,
+``plot_confusion_matrix``); this module lays them out in the page.
 """
 
 from __future__ import annotations
@@ -27,7 +22,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -102,164 +97,6 @@ class ReportSection:
     title: str
     paragraphs: Sequence[str] = field(default_factory=list)
     code: str | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# figures
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_eeg_traces(
-    eeg: np.ndarray,
-    path: str | os.PathLike,
-    *,
-    titles: Sequence[str] | None = None,
-    channels: Sequence[int] | None = None,
-    sample_rate: float = 1000.0,
-    time_offset_s: float = 0.02,
-) -> Path:
-    """Plot a few channels of each recording (``eeg``: N x C x T) stacked with an offset; PNG.
-
-    Args:
-        eeg: recordings, channels first.
-        path: PNG file to write.
-        titles: one title per recording (e.g. its class name).
-        channels: channel indices to draw (default: 8 channels spread over the montage).
-        sample_rate: samples per second (EEG-ImageNet: 1 kHz).
-        time_offset_s: time of the first sample (the standard crop starts at 20 ms).
-    """
-    eeg = np.asarray(eeg, dtype=np.float32)
-    if eeg.ndim == 2:
-        eeg = eeg[None]
-    if eeg.ndim != 3:
-        raise ValueError(f"eeg must be N x C x T (or C x T); got shape {tuple(eeg.shape)}.")
-    num, num_channels, num_samples = eeg.shape
-    if channels is None:
-        channels = np.linspace(0, num_channels - 1, num=min(8, num_channels)).round().astype(int).tolist()
-    bad = [c for c in channels if not 0 <= c < num_channels]
-    if bad:
-        raise ValueError(f"channels {bad} out of range for {num_channels} EEG channels.")
-    plt = _pyplot()
-    cols = min(num, 3)
-    rows = math.ceil(num / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    t = time_offset_s * 1000 + np.arange(num_samples) / sample_rate * 1000
-    for i, ax in enumerate(axes.flat):
-        if i >= num:
-            ax.axis("off")
-            continue
-        traces = eeg[i, list(channels)]
-        spread = float(np.nanmax(np.abs(traces))) if traces.size else 1.0
-        step = 2.0 * (spread or 1.0)
-        for k, channel in enumerate(channels):
-            ax.plot(t, traces[k] - k * step, linewidth=0.7)
-        ax.set_yticks([-k * step for k in range(len(channels))])
-        ax.set_yticklabels([f"ch {c}" for c in channels], fontsize=7)
-        ax.set_xlabel("time (ms)")
-        ax.set_title(titles[i] if titles is not None and i < len(titles) else f"recording {i}", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike) -> Path:
-    """Plot every stage's training loss and evaluation metrics (from ``log_history``) as PNG.
-
-    ``histories`` maps a stage name to the ``log_history`` list of its ``trainer_state.json``;
-    one panel per stage: ``loss`` and ``eval_loss`` against the step on the left axis and the
-    ``eval_*accuracy*`` / ``eval_*cosine*`` metrics on the right axis.
-    """
-    if not histories:
-        raise ValueError("plot_training_curves needs at least one stage history; got none.")
-    plt = _pyplot()
-    names = list(histories)
-    cols = min(len(names), 3)
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        history = histories[name]
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step")
-        drawn = False
-        for key, style in (("loss", "-"), ("eval_loss", "o--")):
-            points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, style, label=key, markersize=3)
-                drawn = True
-        ax.set_ylabel("loss")
-        metric_keys = sorted(
-            {
-                k
-                for h in history
-                for k in h
-                if k.startswith("eval_") and any(w in k for w in ("accuracy", "cosine", "probe", "hit_rate"))
-            }
-        )
-        if metric_keys:
-            twin = ax.twinx()
-            for i, key in enumerate(metric_keys):
-                points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
-                xs, ys = zip(*points)
-                twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
-            twin.set_ylabel("metric")
-            twin.legend(loc="upper right", fontsize=7)
-            drawn = True
-        if drawn:
-            ax.legend(loc="upper left", fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "no logged values", ha="center", va="center", transform=ax.transAxes)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_confusion_matrix(
-    matrix: np.ndarray, path: str | os.PathLike, *, class_names: Sequence[str] | None = None, title: str = ""
-) -> Path:
-    """Plot a square confusion matrix (rows: true class, columns: predicted class) as PNG."""
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"confusion matrix must be square; got shape {tuple(matrix.shape)}.")
-    if class_names is not None and len(class_names) != matrix.shape[0]:
-        raise ValueError(f"{len(class_names)} class names for a {matrix.shape[0]}-class confusion matrix.")
-    plt = _pyplot()
-    n = matrix.shape[0]
-    size = 4.0 + 0.16 * n
-    fig, ax = plt.subplots(figsize=(size, size))
-    image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(n)
-    labels = list(class_names) if class_names is not None else [str(i) for i in ticks]
-    fontsize = 9 if n <= 12 else 6
-    ax.set_xticks(ticks)
-    ax.set_yticks(ticks)
-    ax.set_xticklabels(labels, rotation=90, fontsize=fontsize)
-    ax.set_yticklabels(labels, fontsize=fontsize)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -44,6 +43,8 @@ import datasets
 import numpy as np
 import torch
 
+from ..hub.citations import BRAINVIS_CITATION, EEG_IMAGENET_CITATION, join_citations
+from ..ids import is_safe_id
 from .labels import WNID_TO_WORDS
 
 logger = datasets.logging.get_logger(__name__)
@@ -51,20 +52,7 @@ logger = datasets.logging.get_logger(__name__)
 # Names of the splits in the splits file -> names of the `datasets` splits.
 SPLIT_NAMES: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
 
-_CITATION = """\
-@inproceedings{spampinato2017deep,
-  title     = {Deep Learning Human Mind for Automated Visual Classification},
-  author    = {Spampinato, Concetto and Palazzo, Simone and Kavasidis, Isaak and Giordano, Daniela and Souly, Nasim and Shah, Mubarak},
-  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2017}
-}
-@inproceedings{fu2025brainvis,
-  title     = {BrainVis: Exploring the Bridge between Brain and Visual Signals via Image Reconstruction},
-  author    = {Fu, Honghao and Wang, Hao and Chin, Jing Jih and Shen, Zhiqi},
-  booktitle = {ICASSP 2025 - IEEE International Conference on Acoustics, Speech and Signal Processing},
-  year      = {2025}
-}
-"""
+_CITATION = join_citations(EEG_IMAGENET_CITATION, BRAINVIS_CITATION)
 
 _DESCRIPTION = (
     "EEG-ImageNet (Spampinato et al., CVPR 2017): 128-channel EEG (1 kHz) recorded while six "
@@ -75,9 +63,6 @@ _DESCRIPTION = (
     "block design: class accuracy is inflated by temporal confounds (Li et al., 2020)."
 )
 
-# An image name is an ImageNet file stem such as ``n02951358_31190``: letters, digits, ``_``,
-# ``-`` and ``.`` only (so never a path separator, never absolute), and never ``..``.
-_IMAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SIGNALS_KEYS = ("dataset", "labels", "images")
 _RECORDING_KEYS = ("eeg", "image", "label", "subject")
 
@@ -125,7 +110,7 @@ def validate_image_name(name: Any, *, source: str | os.PathLike = "<input>") -> 
     """
     if not isinstance(name, str):
         raise ValueError(f"{source}: image name {name!r} is not a string")
-    if ".." in name or "/" in name or "\\" in name or os.path.isabs(name) or not _IMAGE_NAME_RE.match(name):
+    if not is_safe_id(name):  # an ImageNet file stem; never a path separator, never absolute
         raise ValueError(
             f"{source}: unsafe image name {name!r}: expected a bare file stem such as "
             "'n02951358_31190' (letters, digits, '_', '-', '.'; no '..', no path separators, "

@@ -26,9 +26,11 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.table import embed_table_storage
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub import DatasetCard, DatasetCardData
 from tqdm.auto import tqdm
 
+from ..hub.cards import markdown_table
+from ..hub.upload import push_folder_to_hub
 from .eeg_imagenet import _CITATION
 from .synthetic import _default_mode
 from .labels import WNID_TO_WORDS
@@ -205,9 +207,7 @@ def build_dataset_card(
         "",
         "## Splits",
         "",
-        "| split | rows |",
-        "|---|---|",
-        *[f"| {name} | {info.num_examples} |" for name, info in split_infos.items()],
+        markdown_table(["split", "rows"], [(name, info.num_examples) for name, info in split_infos.items()]),
         "",
         "## Columns",
         "",
@@ -229,8 +229,8 @@ def build_dataset_card(
             if "label_text" in split.column_names:
                 for label, text in zip(split["label"], split["label_text"]):
                     words.setdefault(int(label), text)
-        body += ["", "## Classes", "", "| index | name (WordNet id / concept) | words |", "|---|---|---|"]
-        body += [f"| {i} | {w} | {WNID_TO_WORDS.get(w) or words.get(i, w)} |" for i, w in enumerate(label_feature.names)]
+        classes = [(i, w, WNID_TO_WORDS.get(w) or words.get(i, w)) for i, w in enumerate(label_feature.names)]
+        body += ["", "## Classes", "", markdown_table(["index", "name (WordNet id / concept)", "words"], classes)]
     body += [
         "",
         "## Usage",
@@ -393,11 +393,10 @@ def push_prepared_dataset(
     token: str | None = None,
     commit_message: str = "Upload EEG data set prepared with brainvis-hf",
 ) -> str:
-    """Upload a prepared folder to the Hub as a dataset repository (created if needed); returns its URL."""
+    """Upload a prepared folder to the Hub as a dataset repository (created if needed) in one
+    commit; returns the commit URL."""
     data_dir = Path(data_dir)
     if not (data_dir / "README.md").is_file():
         raise FileNotFoundError(f"{data_dir}: not a prepared data folder (no README.md)")
-    api = HfApi(token=token)
-    repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(data_dir), repo_id=repo_id, repo_type="dataset", commit_message=commit_message)
-    return str(repo_url)
+    return push_folder_to_hub(data_dir, repo_id, repo_type="dataset", private=private, token=token,
+                              commit_message=commit_message)

@@ -1,8 +1,14 @@
 """EEG classification metrics: top-1/3/5 accuracy, macro-F1 and the confusion matrix.
 
-Ranking rule: classes are ranked by descending score with ties broken by the lower class id
-(``np.argmax`` semantics), so top-1 accuracy always equals the trace of the confusion matrix
-divided by the number of samples.
+The one implementation of these numbers: the training logs (``training/trainer.py``
+``classification_metrics``) and the evaluation report both call :func:`eeg_classification_metrics`.
+
+- Ranking rule: classes are ranked by descending score with ties broken by the lower class id
+  (``np.argmax`` semantics), so top-1 accuracy always equals the trace of the confusion matrix
+  divided by the number of samples.
+- F1 rule: macro-F1 is the unweighted mean of per-class F1 = 2TP / (2TP + FP + FN) over the classes
+  that occur in the labels or the predictions (scikit-learn's ``average="macro"`` default); a class
+  that is neither true nor predicted anywhere is left out, not counted as 0.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..plots import plot_confusion_matrix, plot_message, plot_per_class_ga
 from .classification_metrics import eeg_classification_metrics
 from .features import (
     FeatureExtractorUnavailableError,
@@ -219,51 +220,13 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
 
 
 def _plot_confusion(eeg: dict[str, Any], class_names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not eeg.get("computed"):
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"EEG confusion matrix not computed:\n{eeg['reason']}", ha="center", va="center", wrap=True)
-    else:
-        matrix = np.asarray(eeg["confusion_matrix"])
-        k = matrix.shape[0]
-        size = max(6.0, 0.22 * k + 2)
-        fig, ax = plt.subplots(figsize=(size, size))
-        image = ax.imshow(matrix, cmap="Blues")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        names = class_names if len(class_names) == k else [str(i) for i in range(k)]
-        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), names, fontsize=6)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        ax.set_title(f"EEG classification (top-1 {eeg['top1_accuracy'] * 100:.1f}%, n = {eeg['num_samples']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_per_class_ga(per_class: dict[str, float], n_way: int, top_k: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names, values = list(per_class), [per_class[n] * 100 for n in per_class]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(names) + 2), 4.5))
-    ax.bar(range(len(names)), values, color="tab:blue")
-    ax.axhline(100.0 * top_k / n_way, color="tab:red", linestyle="--", linewidth=1, label=f"chance ({100.0 * top_k / n_way:.1f}%)")
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel(f"GA {n_way}-way top-{top_k} (%)")
-    ax.set_title("Generation accuracy per class")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        plot_message(f"EEG confusion matrix not computed:\n{eeg['reason']}", path)
+        return
+    matrix = np.asarray(eeg["confusion_matrix"])
+    names = class_names if len(class_names) == matrix.shape[0] else None
+    title = f"EEG classification (top-1 {eeg['top1_accuracy'] * 100:.1f}%, n = {eeg['num_samples']})"
+    plot_confusion_matrix(matrix, path, class_names=names, title=title)
 
 
 def evaluate_generated(
@@ -387,5 +350,5 @@ def evaluate_generated(
     (output / "metrics.json").write_text(dumps_strict(finite_or_none(metrics), output / "metrics.json", indent=2), encoding="utf-8")
     (output / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
     _plot_confusion(eeg, folder.class_names, output / "confusion_matrix.png")
-    _plot_per_class_ga(per_class_ga, n_way, top_k, output / "per_class_ga.png")
+    plot_per_class_ga(per_class_ga, n_way, top_k, output / "per_class_ga.png")
     return metrics

@@ -2,12 +2,14 @@
 
 - :class:`BrainVisPipeline` / :class:`BrainVisPipelineOutput`: the cascaded EEG -> image
   ``DiffusionPipeline`` (``pipeline_brainvis.py``).
-- :func:`assemble_brainvis_pipeline`: an alignment model + any Stable Diffusion v1.x folder or repo
-  -> a pipeline (``assemble.py``).
+- :meth:`BrainVisPipeline.from_alignment_and_sd` (also :func:`assemble_brainvis_pipeline`): an
+  alignment model + any Stable Diffusion v1.x folder or repo -> a pipeline; ``assemble.py`` loads
+  the components.
 - ``brainvis_hf.pipelines.tiny``: tiny random SD components built in code (tests, CPU demo).
 """
 
-from .assemble import assemble_brainvis_pipeline
 from .pipeline_brainvis import BrainVisPipeline, BrainVisPipelineOutput
+
+assemble_brainvis_pipeline = BrainVisPipeline.from_alignment_and_sd
 
 __all__ = ["BrainVisPipeline", "BrainVisPipelineOutput", "assemble_brainvis_pipeline"]

@@ -31,11 +31,11 @@ import PIL.Image
 from tqdm.auto import tqdm
 
 from .._io import confined_path, dumps_strict, remove_stale_temporaries
+from ..ids import SAFE_ID_RULE, is_safe_id
 
 MANIFEST_NAME = "manifest.json"
 PARTS_DIR = ".manifest_parts"
 CONTACT_SHEET_NAME = "contact_sheet.png"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # settings that must match when resuming into an existing folder
 _RESUME_KEYS = (
     "num_images_per_eeg",
@@ -536,8 +536,8 @@ def generate_to_folder(
     barrier = barrier or (lambda: None)
     root = Path(output_dir)
     for record in records:
-        if not _SAFE_ID.match(record.eeg_id):
-            raise ValueError(f"EEG id {record.eeg_id!r} cannot be used in a file name (letters, digits, '_', '-', '.').")
+        if not is_safe_id(record.eeg_id):
+            raise ValueError(f"EEG id {record.eeg_id!r} cannot be used in a file name ({SAFE_ID_RULE}).")
     windows = {}
     for record in records:  # validate and cut every recording before generating anything
         try:

@@ -35,6 +35,8 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .assemble import load_alignment_and_sd_components
+
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -79,7 +81,7 @@ class BrainVisPipelineOutput(BaseOutput):
     predicted_probs: np.ndarray | None = None
 
 
-# Copied from diffusers.pipelines.stable_diffusion_img2img.retrieve_latents
+# Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img.retrieve_latents
 def retrieve_latents(encoder_output, generator=None, sample_mode: str = "sample") -> torch.Tensor:
     if hasattr(encoder_output, "latent_dist") and sample_mode == "sample":
         return encoder_output.latent_dist.sample(generator)
@@ -149,11 +151,9 @@ class BrainVisPipeline(DiffusionPipeline):
     def from_alignment_and_sd(cls, eeg_encoder, stable_diffusion, **kwargs) -> "BrainVisPipeline":
         """Assemble a pipeline from an alignment model and any Stable Diffusion v1.x folder or repo.
 
-        See :func:`brainvis_hf.pipelines.assemble.assemble_brainvis_pipeline` for the arguments.
+        See :func:`brainvis_hf.pipelines.assemble.load_alignment_and_sd_components` for the arguments.
         """
-        from .assemble import assemble_brainvis_pipeline
-
-        return assemble_brainvis_pipeline(eeg_encoder, stable_diffusion, pipeline_class=cls, **kwargs)
+        return cls(**load_alignment_and_sd_components(eeg_encoder, stable_diffusion, **kwargs))
 
     @staticmethod
     def check_components(eeg_encoder, text_encoder, unet) -> None:

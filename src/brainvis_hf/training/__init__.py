@@ -1,9 +1,7 @@
 """Training of every BrainVis stage with ``transformers.Trainer`` (``accelerate``-compatible).
 
-``train_stage(stage, data_dir, output_dir, ...)`` or one function per stage
-(``train_time_pretrain``, ``train_time_finetune``, ``train_freq``, ``train_timefreq``,
-``train_align``); the ``brainvis train STAGE`` command and the ``training/train.py`` script
-wrap them. See ``docs/training.md``.
+``train_stage(stage, data_dir, output_dir, ...)`` trains any stage; the ``brainvis train STAGE``
+command and the ``training/train.py`` script wrap it. See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -13,11 +11,6 @@ from typing import Any
 
 _LAZY: dict[str, str] = {
     "train_stage": ".stages",
-    "train_time_pretrain": ".stages",
-    "train_time_finetune": ".stages",
-    "train_freq": ".stages",
-    "train_timefreq": ".stages",
-    "train_align": ".stages",
     "build_stage_model": ".stages",
     "describe_data": ".stages",
     "TrainingResult": ".stages",
@@ -32,10 +25,10 @@ _LAZY: dict[str, str] = {
     "LinearProbeCallback": ".callbacks",
     "linear_probe": ".callbacks",
     "pooled_features": ".callbacks",
-    "plot_training_curves": ".callbacks",
+    "plot_training_curves": "..plots",
     "apply_lora": ".lora",
     "merge_lora": ".lora",
-    "merge_lora_adapter": ".lora",
+    "merge_lora_adapter": ".lora_merge",
     "split_hashes": ".protocols",
     "split_record": ".protocols",
     "subject_folds": ".protocols",

@@ -1,4 +1,4 @@
-"""Trainer callbacks of the BrainVis stages and the training-curves plot.
+"""Trainer callbacks of the BrainVis stages.
 
 - :class:`MomentumUpdateCallback`: LMM momentum encoder, initialised from the online encoder at
   the start of training and updated after every *optimizer* step (``on_step_end`` fires once per
@@ -6,14 +6,11 @@
 - :class:`LinearProbeCallback`: every few epochs, standardised logistic regression on the pooled
   features of the (frozen) encoder, fitted on train, scored on validation (part of the Trainer's
   evaluation, so it can select the best pretraining checkpoint).
-- :func:`plot_training_curves`: ``training_curves.png`` from a Trainer's ``log_history``.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Sequence
 
 import torch
 from transformers import TrainerCallback
@@ -132,51 +129,3 @@ class LinearProbeCallback(TrainerCallback):
         epoch = float(round(state.epoch, 4)) if state.epoch is not None else 0.0
         self.history.append({"epoch": epoch, "step": state.global_step, "linear_probe_accuracy": accuracy})
         return accuracy
-
-
-def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> str:
-    """Plot the logged curves of a run (one panel per quantity, against the step) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    skip = {"epoch", "step", "learning_rate", "grad_norm", "total_flos"}
-    series: dict[str, list[tuple[float, float]]] = {}
-    for record in log_history:
-        step = record.get("step")
-        for key, value in record.items():
-            if key in skip or step is None or not isinstance(value, (int, float)):
-                continue
-            if key.startswith("train_") or key.endswith(("_runtime", "_per_second")):
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                continue
-            series.setdefault(key, []).append((step, float(value)))
-    panels: dict[str, list[str]] = {}
-    for key in sorted(series):
-        base = key[len("eval_") :] if key.startswith("eval_") else key
-        panels.setdefault(base, []).append(key)
-    n = max(len(panels), 1)
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (base, keys) in zip(axes.flat, panels.items()):
-        for key in keys:
-            steps, values = zip(*series[key])
-            label = "validation" if key.startswith("eval_") else "train"
-            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
-        ax.set_title(base)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    if not panels:
-        axes.flat[0].text(0.5, 0.5, "nothing logged", ha="center", va="center")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)

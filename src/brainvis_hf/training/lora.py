@@ -4,8 +4,8 @@ Adapters go on the attention (query, key, value, output) and feed-forward linear
 encoder's transformer layers; the task heads (classifier, prompt projector) are trained in full
 (``modules_to_save``); everything else is frozen. A run trained with ``lora=True`` saves the
 adapter (``adapter_config.json`` + ``adapter_model.safetensors``) and a ``brainvis_lora.json``
-that records how to rebuild the base model, so :func:`merge_lora_adapter` can export a plain
-model folder later; ``merge_lora=True`` does it at the end of training.
+that records how to rebuild the base model, so :func:`~brainvis_hf.training.lora_merge.merge_lora_adapter`
+can export a plain model folder later; ``merge_lora=True`` does it at the end of training.
 """
 
 from __future__ import annotations
@@ -84,37 +84,6 @@ def trainable_parameter_counts(model: nn.Module) -> tuple[int, int]:
 def write_lora_meta(folder: str | os.PathLike, meta: Mapping[str, Any]) -> None:
     """Record how the base model of an adapter is rebuilt (stage, init folders, label set)."""
     Path(folder, LORA_META_NAME).write_text(json.dumps(dict(meta), indent=2, allow_nan=False))
-
-
-def merge_lora_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:
-    """Merge a LoRA run's adapter into its base model and ``save_pretrained`` the result.
-
-    Args:
-        adapter_dir: folder with ``adapter_config.json``, the adapter weights and
-            ``brainvis_lora.json`` (written by ``brainvis train ... --lora``).
-        output_dir: where the merged model goes (default: ``adapter_dir/merged``).
-
-    Returns:
-        The folder of the merged model (loadable with ``AutoModel.from_pretrained`` after
-        ``import brainvis_hf``).
-    """
-    from peft import PeftModel
-
-    from .stages import rebuild_base_model
-
-    adapter_dir = Path(adapter_dir)
-    meta_path = adapter_dir / LORA_META_NAME
-    if not meta_path.is_file() or not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(
-            f"{adapter_dir} is not a LoRA run folder (expected adapter_config.json and {LORA_META_NAME})"
-        )
-    meta = json.loads(meta_path.read_text())
-    base = rebuild_base_model(meta)
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
-    merged = model.merge_and_unload()
-    output_dir = Path(output_dir) if output_dir is not None else adapter_dir / "merged"
-    merged.save_pretrained(output_dir)
-    return output_dir
 
 
 @torch.no_grad()

@@ -35,6 +35,8 @@ from .arguments import (
     get_stage_spec,
     load_training_config,
 )
+from .lora import apply_lora, trainable_parameter_counts, write_lora_meta
+from .lora import merge_lora as merge_peft
 
 STAGE_KINDS = {
     "time-pretrain": "masked_modeling",
@@ -529,7 +531,8 @@ def train_stage(
     from ..data import BrainVisDataCollator
     from ..data.prepare import load_prepared_dataset
     from ..hub import training_run_card
-    from .callbacks import LinearProbeCallback, MomentumUpdateCallback, plot_training_curves
+    from ..plots import plot_training_curves
+    from .callbacks import LinearProbeCallback, MomentumUpdateCallback
     from .trainer import BrainVisTrainer, compute_stage_metrics
 
     # -- everything that can go wrong is checked before training ---------------------------
@@ -600,8 +603,6 @@ def train_stage(
     lora_info = None
     lora_meta = None
     if lora:
-        from .lora import apply_lora, trainable_parameter_counts
-
         lora_meta = {
             "stage": stage, "init": [str(p.resolve()) for p in init_dirs], "data": str(data_dir),
             "num_channels": data.num_channels, "num_samples": data.num_samples, "num_labels": data.num_labels,
@@ -695,9 +696,6 @@ def train_stage(
             training_args_bin.unlink()
         (output_dir / "training_args.json").write_text(args.to_json_string())
         if lora_meta is not None:
-            from .lora import merge_lora as merge_peft
-            from .lora import write_lora_meta
-
             write_lora_meta(adapter_dir, lora_meta)
             for stale in adapter_dir.glob("training_args.bin"):
                 stale.unlink()
@@ -750,35 +748,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-# ----------------------------------------------------------------------------------------------
-# One function per stage
-# ----------------------------------------------------------------------------------------------
-
-
-def train_time_pretrain(data_dir, output_dir, **kwargs) -> TrainingResult:
-    """Latent masked modeling of the time encoder (see :func:`train_stage`)."""
-    return train_stage("time-pretrain", data_dir, output_dir, **kwargs)
-
-
-def train_time_finetune(data_dir, output_dir, *, init, **kwargs) -> TrainingResult:
-    """Supervised fine-tuning of a pretrained time encoder (``init``: its folder)."""
-    return train_stage("time-finetune", data_dir, output_dir, init=[init] if isinstance(init, (str, Path)) else init,
-                       **kwargs)
-
-
-def train_freq(data_dir, output_dir, **kwargs) -> TrainingResult:
-    """The frequency encoder with its classifier (see :func:`train_stage`)."""
-    return train_stage("freq", data_dir, output_dir, **kwargs)
-
-
-def train_timefreq(data_dir, output_dir, *, time_encoder, freq_encoder, **kwargs) -> TrainingResult:
-    """Both branches jointly, from a time-encoder folder and a frequency-encoder folder."""
-    return train_stage("timefreq", data_dir, output_dir, init=[time_encoder, freq_encoder], **kwargs)
-
-
-def train_align(data_dir, output_dir, *, init, **kwargs) -> TrainingResult:
-    """CLIP alignment from the unified classifier's folder (the data needs ``clip_targets/``)."""
-    return train_stage("align", data_dir, output_dir, init=[init] if isinstance(init, (str, Path)) else init,
-                       **kwargs)

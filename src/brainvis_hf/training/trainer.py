@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
+from ..evaluation.classification_metrics import eeg_classification_metrics
+
 # scalar model outputs that are logged during training, per stage kind
 LOSS_PART_KEYS: dict[str, tuple[str, ...]] = {
     "masked_modeling": ("regression_loss", "codebook_loss", "codebook_hit_rate", "codebook_ndcg_at_10"),
@@ -178,22 +180,15 @@ class BrainVisTrainer(Trainer):
         return torch.stack(values).to(inputs["eeg_values"].device)[None, :].expand(batch, -1).clone()
 
 
-def _top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    top = np.argsort(-logits, axis=1)[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
-
-
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Top-1 / top-3 accuracy and macro-F1 of ``logits`` (N x K) against ``labels`` (N)."""
-    from sklearn.metrics import f1_score
-
-    predictions = logits.argmax(axis=1)
-    metrics = {"accuracy": float(np.mean(predictions == labels))}
+    """Top-1 (``accuracy``) / top-3 accuracy and macro-F1 of ``logits`` (N x K) against ``labels``
+    (N): the numbers of :func:`~brainvis_hf.evaluation.eeg_classification_metrics`, so training
+    logs and the evaluation report break ties and average F1 the same way."""
+    result = eeg_classification_metrics(logits, labels)
+    metrics = {"accuracy": result["top1_accuracy"]}
     if logits.shape[1] > 3:
-        metrics["top3_accuracy"] = _top_k_accuracy(logits, labels, 3)
-    metrics["macro_f1"] = float(
-        f1_score(labels, predictions, average="macro", labels=np.arange(logits.shape[1]), zero_division=0)
-    )
+        metrics["top3_accuracy"] = result["top3_accuracy"]
+    metrics["macro_f1"] = result["macro_f1"]
     return metrics
 
 

@@ -8,6 +8,7 @@ Computation: :func:`brainvis_hf.evaluation.eeg_classification_metrics`.
 import datasets
 import evaluate
 from brainvis_hf.evaluation import eeg_classification_metrics
+from brainvis_hf.hub.citations import BRAINVIS_CITATION
 
 _DESCRIPTION = """
 Top-1/3/5 accuracy (classes ranked by descending score, ties broken by the lower class id),
@@ -28,17 +29,13 @@ Examples:
     0.5
 """
 
-_CITATION = """
-@inproceedings{fu2024brainvis, title={BrainVis: Exploring the Bridge between Brain and Visual Signals via Image Reconstruction}, author={Fu, Honghao and others}, year={2024}}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class EEGClassification(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=BRAINVIS_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}

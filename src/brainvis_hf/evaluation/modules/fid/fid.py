@@ -8,6 +8,7 @@ Load with ``evaluate.load(brainvis_hf.evaluation.metric_module_path("fid"))``. C
 import datasets
 import evaluate
 from brainvis_hf.evaluation import frechet_distance
+from brainvis_hf.hub.citations import FID_CITATION
 
 _DESCRIPTION = """
 Fréchet distance between Gaussians fitted (mean, sample covariance) to the features of the
@@ -28,17 +29,13 @@ Examples:
     0.0
 """
 
-_CITATION = """
-@inproceedings{heusel2017gans, title={GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium}, author={Heusel, Martin and others}, booktitle={NeurIPS}, year={2017}}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class FID(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=FID_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64"))}),
         )

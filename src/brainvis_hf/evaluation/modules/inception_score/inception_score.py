@@ -7,6 +7,7 @@ Computation: :func:`brainvis_hf.evaluation.inception_score`.
 import datasets
 import evaluate
 from brainvis_hf.evaluation import inception_score
+from brainvis_hf.hub.citations import INCEPTION_SCORE_CITATION
 
 _DESCRIPTION = """
 Inception Score of class probabilities: the rows are cut into `splits` consecutive chunks; per
@@ -25,17 +26,13 @@ Examples:
     {'inception_score_mean': 2.0, 'inception_score_std': 0.0}
 """
 
-_CITATION = """
-@inproceedings{salimans2016improved, title={Improved Techniques for Training GANs}, author={Salimans, Tim and others}, booktitle={NeurIPS}, year={2016}}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class InceptionScore(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=INCEPTION_SCORE_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64"))}),
         )

@@ -7,6 +7,7 @@ Load with ``evaluate.load(brainvis_hf.evaluation.metric_module_path("n_way_top_k
 import datasets
 import evaluate
 from brainvis_hf.evaluation import n_way_top_k_accuracy
+from brainvis_hf.hub.citations import DREAMDIFFUSION_CITATION
 
 _DESCRIPTION = """
 N-way top-k accuracy of image-classifier probabilities: per image, the true class plus n_way - 1
@@ -30,17 +31,13 @@ Examples:
     {'n_way_top_k_accuracy': 0.5}
 """
 
-_CITATION = """
-@inproceedings{bai2023dreamdiffusion, title={DreamDiffusion: Generating High-Quality Images from Brain EEG Signals}, author={Bai, Yunpeng and others}, year={2023}}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class NWayTopKAccuracy(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=DREAMDIFFUSION_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}

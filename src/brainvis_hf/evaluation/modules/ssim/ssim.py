@@ -8,6 +8,7 @@ import datasets
 import evaluate
 import numpy as np
 from brainvis_hf.evaluation import ssim_batch
+from brainvis_hf.hub.citations import SSIM_CITATION
 
 _DESCRIPTION = """
 Mean structural similarity between each generated image and its reference: uint8 H x W x 3,
@@ -29,17 +30,13 @@ Examples:
     1.0
 """
 
-_CITATION = """
-@article{wang2004image, title={Image quality assessment: from error visibility to structural similarity}, author={Wang, Zhou and others}, journal={IEEE TIP}, year={2004}}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class SSIM(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=SSIM_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": datasets.Image(), "references": datasets.Image()}),
         )

@@ -1,0 +1,241 @@
+"""Every figure brainvis-hf draws, with one matplotlib setup.
+
+Figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas (:func:`_figure`):
+``pyplot`` and its process-wide backend are never touched, so drawing works headless, in threads
+and next to a user's interactive session. Every function takes plain arrays / dicts and writes a
+PNG (:func:`_save`).
+
+- :func:`plot_training_curves`: one run's ``log_history`` (the run folder's ``training_curves.png``).
+- :func:`plot_stage_curves`: loss and metrics of several stages, one panel each (the demo report).
+- :func:`plot_eeg_traces`: a few channels of a few recordings.
+- :func:`plot_confusion_matrix`: a classifier's confusion matrix; :func:`plot_message` a
+  placeholder figure that says why a plot is missing.
+- :func:`plot_per_class_ga`: generation accuracy per class (``brainvis evaluate``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+DPI = 110
+
+
+def _figure(rows: int = 1, cols: int = 1, *, figsize: tuple[float, float]):
+    """A figure on the Agg canvas and its ``rows x cols`` array of axes."""
+    # lazy: matplotlib is an optional dependency, needed only when a picture is drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_message(text: str, path: str | os.PathLike) -> Path:
+    """A small PNG that only says ``text`` (e.g. why a plot could not be drawn)."""
+    fig, axes = _figure(figsize=(6, 2))
+    ax = axes[0, 0]
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return _save(fig, path)
+
+
+def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> str:
+    """Plot the logged curves of a run (one panel per quantity, against the step) as a PNG."""
+    skip = {"epoch", "step", "learning_rate", "grad_norm", "total_flos"}
+    series: dict[str, list[tuple[float, float]]] = {}
+    for record in log_history:
+        step = record.get("step")
+        for key, value in record.items():
+            if key in skip or step is None or not isinstance(value, (int, float)):
+                continue
+            if key.startswith("train_") or key.endswith(("_runtime", "_per_second")):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            series.setdefault(key, []).append((step, float(value)))
+    panels: dict[str, list[str]] = {}
+    for key in sorted(series):
+        base = key[len("eval_") :] if key.startswith("eval_") else key
+        panels.setdefault(base, []).append(key)
+    n = max(len(panels), 1)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = _figure(rows, cols, figsize=(4.2 * cols, 3.2 * rows))
+    for ax, (base, keys) in zip(axes.flat, panels.items()):
+        for key in keys:
+            steps, values = zip(*series[key])
+            label = "validation" if key.startswith("eval_") else "train"
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
+        ax.set_title(base)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    if not panels:
+        axes.flat[0].text(0.5, 0.5, "nothing logged", ha="center", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return str(_save(fig, path))
+
+
+def plot_stage_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike) -> Path:
+    """Plot every stage's training loss and evaluation metrics (from ``log_history``) as PNG.
+
+    ``histories`` maps a stage name to the ``log_history`` list of its ``trainer_state.json``;
+    one panel per stage: ``loss`` and ``eval_loss`` against the step on the left axis and the
+    ``eval_*accuracy*`` / ``eval_*cosine*`` metrics on the right axis.
+    """
+    if not histories:
+        raise ValueError("plot_stage_curves needs at least one stage history; got none.")
+    names = list(histories)
+    cols = min(len(names), 3)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = _figure(rows, cols, figsize=(4.6 * cols, 3.4 * rows))
+    for ax, name in zip(axes.flat, names):
+        history = histories[name]
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        drawn = False
+        for key, style in (("loss", "-"), ("eval_loss", "o--")):
+            points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, style, label=key, markersize=3)
+                drawn = True
+        ax.set_ylabel("loss")
+        metric_keys = sorted(
+            {
+                k
+                for h in history
+                for k in h
+                if k.startswith("eval_") and any(w in k for w in ("accuracy", "cosine", "probe", "hit_rate"))
+            }
+        )
+        if metric_keys:
+            twin = ax.twinx()
+            for i, key in enumerate(metric_keys):
+                points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+                xs, ys = zip(*points)
+                twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
+            twin.set_ylabel("metric")
+            twin.legend(loc="upper right", fontsize=7)
+            drawn = True
+        if drawn:
+            ax.legend(loc="upper left", fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no logged values", ha="center", va="center", transform=ax.transAxes)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_eeg_traces(
+    eeg: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    titles: Sequence[str] | None = None,
+    channels: Sequence[int] | None = None,
+    sample_rate: float = 1000.0,
+    time_offset_s: float = 0.02,
+) -> Path:
+    """Plot a few channels of each recording (``eeg``: N x C x T) stacked with an offset; PNG.
+
+    Args:
+        eeg: recordings, channels first.
+        path: PNG file to write.
+        titles: one title per recording (e.g. its class name).
+        channels: channel indices to draw (default: 8 channels spread over the montage).
+        sample_rate: samples per second (EEG-ImageNet: 1 kHz).
+        time_offset_s: time of the first sample (the standard crop starts at 20 ms).
+    """
+    eeg = np.asarray(eeg, dtype=np.float32)
+    if eeg.ndim == 2:
+        eeg = eeg[None]
+    if eeg.ndim != 3:
+        raise ValueError(f"eeg must be N x C x T (or C x T); got shape {tuple(eeg.shape)}.")
+    num, num_channels, num_samples = eeg.shape
+    if channels is None:
+        channels = np.linspace(0, num_channels - 1, num=min(8, num_channels)).round().astype(int).tolist()
+    bad = [c for c in channels if not 0 <= c < num_channels]
+    if bad:
+        raise ValueError(f"channels {bad} out of range for {num_channels} EEG channels.")
+    cols = min(num, 3)
+    rows = math.ceil(num / cols)
+    fig, axes = _figure(rows, cols, figsize=(4.2 * cols, 3.2 * rows))
+    t = time_offset_s * 1000 + np.arange(num_samples) / sample_rate * 1000
+    for i, ax in enumerate(axes.flat):
+        if i >= num:
+            ax.axis("off")
+            continue
+        traces = eeg[i, list(channels)]
+        spread = float(np.nanmax(np.abs(traces))) if traces.size else 1.0
+        step = 2.0 * (spread or 1.0)
+        for k, channel in enumerate(channels):
+            ax.plot(t, traces[k] - k * step, linewidth=0.7)
+        ax.set_yticks([-k * step for k in range(len(channels))])
+        ax.set_yticklabels([f"ch {c}" for c in channels], fontsize=7)
+        ax.set_xlabel("time (ms)")
+        ax.set_title(titles[i] if titles is not None and i < len(titles) else f"recording {i}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, path: str | os.PathLike, *, class_names: Sequence[str] | None = None, title: str = ""
+) -> Path:
+    """Plot a square confusion matrix (rows: true class, columns: predicted class) as PNG."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"confusion matrix must be square; got shape {tuple(matrix.shape)}.")
+    if class_names is not None and len(class_names) != matrix.shape[0]:
+        raise ValueError(f"{len(class_names)} class names for a {matrix.shape[0]}-class confusion matrix.")
+    n = matrix.shape[0]
+    size = 4.0 + 0.16 * n
+    fig, axes = _figure(figsize=(size, size))
+    ax = axes[0, 0]
+    image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(n)
+    labels = list(class_names) if class_names is not None else [str(i) for i in ticks]
+    fontsize = 9 if n <= 12 else 6
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xticklabels(labels, rotation=90, fontsize=fontsize)
+    ax.set_yticklabels(labels, fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_per_class_ga(per_class: dict[str, float], n_way: int, top_k: int, path: str | os.PathLike) -> Path:
+    names, values = list(per_class), [per_class[n] * 100 for n in per_class]
+    fig, axes = _figure(figsize=(max(6.0, 0.3 * len(names) + 2), 4.5))
+    ax = axes[0, 0]
+    ax.bar(range(len(names)), values, color="tab:blue")
+    ax.axhline(100.0 * top_k / n_way, color="tab:red", linestyle="--", linewidth=1, label=f"chance ({100.0 * top_k / n_way:.1f}%)")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"GA {n_way}-way top-{top_k} (%)")
+    ax.set_title("Generation accuracy per class")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
