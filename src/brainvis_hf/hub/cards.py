@@ -250,6 +250,10 @@ def training_run_card(run_dir: str | os.PathLike, metrics: Mapping[str, Any] | N
     if metrics.get("linear_probe"):
         last = metrics["linear_probe"][-1]
         procedure += f" Linear-probe accuracy at epoch {last['epoch']:g}: {last['linear_probe_accuracy']:.3f}."
+    if metrics.get("recipe"):
+        options = ", ".join(f"`{k}={v}`" for k, v in metrics["recipe"].items())
+        procedure += f" Learning-recipe options (docs/training.md): {options}."
+    procedure += linear_baseline_text(metrics)
     return build_model_card(
         title=_STAGE_TITLES.get(stage, f"BrainVis {stage}"),
         summary=_STAGE_SUMMARIES.get(stage, ""),
@@ -261,6 +265,30 @@ def training_run_card(run_dir: str | os.PathLike, metrics: Mapping[str, Any] | N
         training_procedure=procedure,
         task_type="feature-extraction" if stage in ("time-pretrain", "align") else "eeg-classification",
     )
+
+
+def linear_baseline_text(metrics: Mapping[str, Any]) -> str:
+    """The card's paragraph comparing the model with the run's linear baseline ("" without one).
+
+    Every classification run fits a standardised logistic regression on the same split; a model
+    well below it means a recipe problem, not hard data, so the card says so in bold.
+    """
+    baseline = metrics.get("linear_baseline") or {}
+    splits = [s for s in ("validation", "test") if isinstance(baseline.get(s), Mapping)]
+    if not splits:
+        return ""
+    rows = []
+    for split in splits:
+        model = (metrics.get("evaluation", {}).get(split) or {}).get("accuracy")
+        linear = baseline[split]["accuracy"]
+        rows.append(f"{split} {format_value(linear)}" + (f" (this model: {format_value(model)})" if model is not None else ""))
+    text = f"\n\n**Linear baseline** ({baseline.get('model', 'standardised logistic regression')}): " + "; ".join(rows) + "."
+    final = splits[-1]
+    model = (metrics.get("evaluation", {}).get(final) or {}).get("accuracy")
+    if model is not None and model < 0.8 * baseline[final]["accuracy"]:
+        text += (f" **This model's {final} accuracy is below 0.8 x the linear baseline's: the deep model underperforms "
+                 "a linear decoder on this data** (see docs/training.md, the learning recipe).")
+    return text
 
 
 # --------------------------------------------------------------------------------------------

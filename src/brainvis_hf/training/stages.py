@@ -687,6 +687,7 @@ def train_stage(
         "best_model_checkpoint": state.best_model_checkpoint,
         "evaluation": evaluation,
         "linear_baseline": baseline,
+        "recipe": recipe_options(getattr(trainer.accelerator.unwrap_model(trainer.model), "config", None), hyperparameters),
         "linear_probe": list(probe.history) if probe is not None else [],
         "lora": lora_info,
     }
@@ -717,6 +718,36 @@ def train_stage(
             )
     trainer.accelerator.wait_for_everyone()
     return TrainingResult(output_dir=output_dir, stage=stage, metrics=metrics, model=trainer.model, trainer=trainer)
+
+
+_RECIPE_FIELDS = {
+    "time": ("input_normalization", "pooling_segments"),
+    "freq": ("spectrum_scaling", "spectrum_normalization", "readout"),
+}
+_PAPER_VALUES = {"input_normalization": None, "pooling_segments": 1, "spectrum_scaling": None,
+                 "spectrum_normalization": None, "readout": "last"}
+
+
+def recipe_options(config, hyperparameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The opt-in learning-recipe options a model uses (those that differ from the paper), plus the
+    learning-rate schedule: what a card must say about how a run was trained."""
+    if config is None:
+        return {}
+    configs = {"time": getattr(config, "time_config", None), "freq": getattr(config, "freq_config", None)}
+    if config.model_type == "brainvis_time_encoder":
+        configs["time"] = config
+    elif config.model_type == "brainvis_freq_encoder":
+        configs["freq"] = config
+    options: dict[str, Any] = {}
+    for branch, fields in _RECIPE_FIELDS.items():
+        for field in fields:
+            value = getattr(configs[branch], field, _PAPER_VALUES[field]) if configs[branch] is not None else None
+            if configs[branch] is not None and value != _PAPER_VALUES[field]:
+                options[f"{branch}.{field}"] = value
+    for key in ("lr_scheduler_type", "warmup_steps", "max_grad_norm"):
+        if hyperparameters and key in hyperparameters:
+            options[key] = hyperparameters[key]
+    return options
 
 
 def _linear_baseline(train_set, final_sets: Mapping[str, Any]) -> dict[str, Any]:
