@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._threads import add_threads_argument
+
 DEFAULT_CLASSIFIER = "microsoft/beit-large-patch16-384"  # = evaluation.DEFAULT_IMAGE_CLASSIFIER (kept import-free)
 
 
@@ -32,6 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--output", default=None, metavar="DIR", help="where to write the files (default: the --generated folder)")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._threads import add_threads_argument
+
 _STAGES = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
 # Trainer options exposed directly: (flag, type, help); every other TrainingArguments field can be
@@ -94,6 +96,7 @@ def register(subparsers) -> None:
         "--training-arg", action="append", default=[], metavar="NAME=VALUE",
         help="any other TrainingArguments field (VALUE parsed as JSON when possible); repeatable",
     )
+    add_threads_argument(parser)
     parser.set_defaults(func=_run)
 
 
