@@ -4,7 +4,10 @@ report page loads in a real headless Chromium (skipped, saying why, without Chro
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import re
 
 import numpy as np
@@ -19,15 +22,54 @@ from brainvis_hf.report import check_report_in_browser, find_chromium
 FIGURES = ("eeg_traces.png", "training_curves.png", "confusion_matrix.png", "contact_sheet.png")
 
 
+@contextlib.contextmanager
+def _console_to(buffer):
+    """Everything a run prints, as the console would show it: stdout, stderr and the libraries'
+    logging handlers (which hold the stream they were created with) all go to ``buffer``."""
+    handlers = [h for name in ("transformers", "datasets", "diffusers", "huggingface_hub")
+                for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)]
+    previous = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.stream = buffer
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        for handler, stream in zip(handlers, previous):
+            handler.stream = stream
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """One quick demo run (on a CPU it uses one torch thread unless told otherwise)."""
+    """One quick demo run (on a CPU it uses one torch thread unless told otherwise), its console captured."""
     threads = torch.get_num_threads()
-    lines: list[str] = []
-    result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True, log=lines.append)
-    result.log = lines
+    console = io.StringIO()
+    with _console_to(console):
+        result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True)
+    result.console = console.getvalue()
+    result.log = result.console.splitlines()
     result.threads_before_after = (threads, torch.get_num_threads())
     return result
+
+
+def test_console_is_one_line_per_phase(demo):
+    """No Trainer log dicts, no LOAD REPORT tables, no library progress bars: <= 60 lines in all;
+    the libraries' output is kept in logs/demo.log and the runs' trainer_state.json."""
+    console = demo.console
+    assert len(console.splitlines()) <= 60, console
+    assert "LOAD REPORT" not in console and "'loss'" not in console and "'eval_loss'" not in console
+    assert "Loading weights" not in console and "Writing model shards" not in console
+    assert len(demo.log) == 1 + 8 + 1  # header, one line per phase, where the report is
+    for line in demo.log[1:-1]:
+        assert re.match(r"\[\d/8\] [A-Za-z ]+ \d+\.\d s", line), line
+    library_log = (demo.output_dir / "logs" / "demo.log").read_text(encoding="utf-8")
+    assert "'loss'" in library_log  # Trainer log dicts went to the file
+    assert [line for line in library_log.splitlines() if "LOAD REPORT" in line and "runs" in line] == []
+    state = json.loads((demo.output_dir / "demo_state.json").read_text(encoding="utf-8"))
+    assert list(state["finished"]) == [
+        "synthesise", "prepare", "CLIP targets", *(f"train/{s}" for s in DEMO_STAGES), "train", "assemble",
+        "generate", "evaluate", "report",
+    ]
 
 
 def test_every_part_of_the_report_folder_exists(demo):
@@ -250,3 +292,68 @@ def test_sd_model_option_uses_the_given_stable_diffusion_weights(tmp_path):
     assert f"Diffusion weights: {sd_dir}" in page and "its images are noise" not in page
     card = ModelCard.load(result.pipeline_dir / "README.md")
     assert "random-weights" not in card.data.tags
+
+
+def test_ctrl_c_then_resume_redoes_nothing_finished_and_equals_an_uninterrupted_run(demo, tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside training (third stage): one line, exit 130, the two finished stages recorded and
+    not the phase; --resume keeps the finished stages' files and ends with the fixture's results
+    (same seed and settings, no interruption); resuming with other settings is refused."""
+    import brainvis_hf.training as training
+    from brainvis_hf.cli import main
+
+    out = tmp_path / "out"
+    real_train_stage = training.train_stage
+
+    def interrupted_train_stage(stage, *args, **kwargs):
+        if stage == "freq":
+            raise KeyboardInterrupt
+        return real_train_stage(stage, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_stage", interrupted_train_stage)
+    assert main(["demo", "--output", str(out), "--quick", "--seed", "3"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (f"brainvis demo: interrupted during train; `brainvis demo --output {out} --resume` "
+                       "continues after CLIP targets")
+    state = json.loads((out / "demo_state.json").read_text(encoding="utf-8"))
+    assert list(state["finished"]) == ["synthesise", "prepare", "CLIP targets", "train/time-pretrain",
+                                       "train/time-finetune"]
+    kept = {path: path.stat().st_mtime_ns for path in
+            [out / "runs" / "time-pretrain" / "model.safetensors", out / "runs" / "time-finetune" / "model.safetensors",
+             out / "data" / "prepared" / "clip_targets" / "index.json"]}
+
+    monkeypatch.setattr(training, "train_stage", real_train_stage)
+    assert main(["demo", "--output", str(out), "--quick", "--seed", "4", "--resume"]) == 2
+    assert "was started with other settings (seed 3 -> 4)" in capsys.readouterr().err
+
+    assert main(["demo", "--output", str(out), "--quick", "--seed", "3", "--resume"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) <= 60 and "LOAD REPORT" not in captured.err
+    assert [line.split(" done earlier")[0] for line in lines if "done earlier" in line] == [
+        "[1/8] synthesise", "[2/8] prepare", "[3/8] CLIP targets"]
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # not redone
+    assert captured.out.strip() == str(out / "report.html")
+
+    # the same result as the uninterrupted run of the fixture (same seed and settings)
+    assert json.loads((out / "demo.json").read_text())["metrics"] == pytest.approx(demo.metrics, nan_ok=True)
+    for stage in DEMO_STAGES:
+        assert (out / "runs" / stage / "model.safetensors").read_bytes() == (
+            demo.run_dirs[stage] / "model.safetensors").read_bytes(), stage
+    manifest = json.loads((demo.generated_dir / "manifest.json").read_text())
+    for entry in manifest["images"]:
+        first = np.asarray(Image.open(demo.generated_dir / entry["file"]), dtype=np.int16)
+        second = np.asarray(Image.open(out / "generated" / entry["file"]), dtype=np.int16)
+        assert np.array_equal(first, second), entry["file"]
+
+    # a finished run resumes to the same result without redoing anything
+    result = run_demo(out, seed=3, quick=True, resume=True, log=lambda line: None)
+    assert result.metrics == json.loads((out / "demo.json").read_text())["metrics"]
+
+
+def test_resume_refuses_a_run_without_state_and_conflicting_flags(tmp_path):
+    (tmp_path / "report.html").write_text("<html></html>")
+    with pytest.raises(ValueError, match="holds a demo run without demo_state.json"):
+        run_demo(tmp_path, quick=True, resume=True, log=lambda line: None)
+    with pytest.raises(ValueError, match="exclude each other"):
+        run_demo(tmp_path, quick=True, resume=True, overwrite=True, log=lambda line: None)
+    assert (tmp_path / "report.html").read_text() == "<html></html>"

@@ -326,7 +326,7 @@ def _library_output_to(stream, *, stderr: bool = True):
     for name in _LIBRARY_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                swapped.append((handler, handler.setStream(stream)))
+                swapped.append((handler, _set_stream(handler, stream)))
     try:
         with contextlib.redirect_stdout(stream), (
             contextlib.redirect_stderr(stream) if stderr else contextlib.nullcontext()
@@ -334,7 +334,19 @@ def _library_output_to(stream, *, stderr: bool = True):
             yield
     finally:
         for handler, previous in swapped:
-            handler.setStream(previous)
+            _set_stream(handler, previous)
+
+
+def _set_stream(handler: logging.StreamHandler, stream):
+    """``handler.setStream`` that tolerates a closed previous stream (it is not flushed then)."""
+    handler.acquire()
+    try:
+        previous, handler.stream = handler.stream, stream
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            previous.flush()
+    finally:
+        handler.release()
+    return previous
 
 
 class DemoInterrupted(KeyboardInterrupt):
