@@ -107,6 +107,11 @@ def test_report_page_content(demo):
         assert f"<h2>{title}</h2>" in page, title
     # the plain statement about noise images and how to get real ones
     assert "its images are noise" in page and "brainvis demo --sd-model REPO" in page
+    # links to the saved pipeline and its model card, which exist; nothing loaded from outside
+    from brainvis_hf.report import page_references
+
+    assert '<a href="pipeline/">' in page and '<a href="pipeline/README.md">' in page
+    assert page_references(demo.report_path) == ([], ["pipeline/", "pipeline/README.md"], [])
     # the metrics table shows the run's numbers
     for key, value in demo.metrics.items():
         if isinstance(value, float):

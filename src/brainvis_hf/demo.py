@@ -1021,6 +1021,12 @@ def _stage_result(metrics: dict[str, Any]) -> dict[str, Any]:
                 out[f"{split}_{key}"] = value
     if metrics.get("linear_probe"):
         out["linear_probe_accuracy"] = metrics["linear_probe"][-1].get("linear_probe_accuracy")
+    baseline = metrics.get("linear_baseline")  # newer runs: a linear classifier on the raw EEG
+    if isinstance(baseline, dict):
+        for split in ("validation", "test"):
+            value = (baseline.get(split) or {}).get("accuracy") if isinstance(baseline.get(split), dict) else None
+            if isinstance(value, (int, float)):
+                out[f"linear_baseline_{split}_accuracy"] = value
     return out
 
 
@@ -1129,7 +1135,7 @@ def write_demo_report(
             (k for k in ("test_accuracy", "linear_probe_accuracy", "test_loss") if result.get(k) is not None), None
         )
         stage_rows.append([stage, result.get("global_step"), main or "", result.get(main) if main else None,
-                           str(run_dirs[stage].relative_to(output_dir))])
+                           result.get("linear_baseline_test_accuracy"), str(run_dirs[stage].relative_to(output_dir))])
     timings = demo_info["timings_s"]
     sizes = demo_info["data_sizes"]
     notes = [SYNTHETIC_NOTE]
@@ -1149,9 +1155,19 @@ def write_demo_report(
         ReportTable("Metrics", ["metric", "value", "note"], metric_rows,
                     caption=f"Test split of the synthetic data ({sizes.get('test')} recordings); images of "
                     f"{len(demo_info['test_indices'])} test recordings."),
-        ReportTable("Training stages", ["stage", "optimizer steps", "main result", "value", "run folder"], stage_rows,
+        ReportTable("Training stages", ["stage", "optimizer steps", "main result", "value",
+                                        "linear baseline (test accuracy)", "run folder"], stage_rows,
                     caption="Each stage is a `brainvis train STAGE --preset tiny` run; its folder holds the "
-                    "model, model card, metrics.json, trainer_state.json and TensorBoard logs."),
+                    "model, model card, metrics.json, trainer_state.json and TensorBoard logs. The linear "
+                    "baseline (where the run measured one) is a linear classifier on the raw EEG of the same "
+                    "split: what the stage must beat."),
+        ReportSection(
+            "Saved pipeline",
+            ["The BrainVisPipeline this report was made with, saved with save_pretrained; load it with "
+             "BrainVisPipeline.from_pretrained(folder). Its model card lists the training runs, the metrics and "
+             "the limitations."],
+            links=[("pipeline folder", "pipeline/"), ("model card (README.md)", "pipeline/README.md")],
+        ),
         ReportFigure("EEG traces", traces, "Eight of the 128 channels of three test recordings (synthetic, "
                      "standardised), 20-460 ms after stimulus onset."),
         ReportFigure("Training curves", curves, "Training loss, validation loss and validation metrics of every stage."),

@@ -102,6 +102,8 @@ class ReportSection:
     title: str
     paragraphs: Sequence[str] = field(default_factory=list)
     code: str | None = None
+    # (text, relative path) pairs shown as a list of links, e.g. to the saved pipeline folder
+    links: Sequence[tuple[str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,17 +184,19 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
     names = list(histories)
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    # legends sit under each panel (constrained layout makes room), so they never hide a curve
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, names):
         history = histories[name]
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
         drawn = False
+        handles = []
         for key, style in (("loss", "-"), ("eval_loss", "o--")):
             points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, style, label=key, markersize=3)
+                handles += ax.plot(xs, ys, style, label=key, markersize=3)
                 drawn = True
         ax.set_ylabel("loss")
         metric_keys = sorted(
@@ -208,18 +212,28 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
             for i, key in enumerate(metric_keys):
                 points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
                 xs, ys = zip(*points)
-                twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
+                handles += twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
             twin.set_ylabel("metric")
-            twin.legend(loc="upper right", fontsize=7)
             drawn = True
         if drawn:
-            ax.legend(loc="upper left", fontsize=7)
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7,
+                      frameon=False)
         else:
             ax.text(0.5, 0.5, "no logged values", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.tight_layout()
     return _save(fig, path)
+
+
+#: the confusion matrix's width in inches beyond 12 classes: at 90 dpi it fills the report's
+#: 1100-pixel column without being scaled down, so 8-point labels stay ~10 pixels high
+_CONFUSION_LARGE_INCHES = 12.0
+
+
+def _short_label(name: str, limit: int = 22) -> str:
+    """The first synonym of a class name, cut to ``limit`` characters (tick labels at 40 classes)."""
+    first = str(name).split(",")[0].strip()
+    return first if len(first) <= limit else first[: limit - 1] + "\u2026"
 
 
 def plot_confusion_matrix(
@@ -233,13 +247,18 @@ def plot_confusion_matrix(
         raise ValueError(f"{len(class_names)} class names for a {matrix.shape[0]}-class confusion matrix.")
     plt = _pyplot()
     n = matrix.shape[0]
-    size = 4.0 + 0.16 * n
+    size = 4.0 + 0.16 * n if n <= 12 else _CONFUSION_LARGE_INCHES
     fig, ax = plt.subplots(figsize=(size, size))
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(n)
-    labels = list(class_names) if class_names is not None else [str(i) for i in ticks]
-    fontsize = 9 if n <= 12 else 6
+    labels = [_short_label(c) for c in class_names] if class_names is not None else [str(i) for i in ticks]
+    fontsize = 9 if n <= 12 else 8
+    if n > 12:  # faint grid lines: rows and columns can be followed across 40 classes
+        ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+        ax.grid(which="minor", color="#d0d7de", linewidth=0.4)
+        ax.tick_params(which="minor", length=0)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     ax.set_xticklabels(labels, rotation=90, fontsize=fontsize)
@@ -328,6 +347,13 @@ def _figure_html(figure: ReportFigure) -> str:
 def _section_html(section: ReportSection) -> str:
     parts = [f"<h2>{html.escape(section.title)}</h2>"]
     parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
+    if section.links:
+        items = "".join(
+            f'<li><a href="{html.escape(target, quote=True)}">{html.escape(text)}</a> '
+            f"<code>{html.escape(target)}</code></li>"
+            for text, target in section.links
+        )
+        parts.append(f"<ul>{items}</ul>")
     if section.code:
         parts.append(f"<pre><code>{html.escape(section.code)}</code></pre>")
     return "".join(parts)
@@ -422,6 +448,27 @@ def find_chromium() -> str | None:
     return None
 
 
+def page_references(report: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
+    """``(external, links, broken_links)`` of a report page.
+
+    ``external``: what the page would load from outside itself (``src=``, ``<link href=>``; the
+    report embeds everything, so this should be empty). ``links``: its ``<a href>`` navigation
+    targets (e.g. the saved pipeline folder); ``broken_links``: those that are not relative paths
+    to something that exists next to the page.
+    """
+    import re
+
+    path = Path(report)
+    text = path.read_text(encoding="utf-8")
+    external = sorted(
+        set(re.findall(r"""\ssrc\s*=\s*["']((?!data:|#)[^"']+)["']""", text, flags=re.IGNORECASE))
+        | set(re.findall(r"""<link\b[^>]*\shref\s*=\s*["']((?!data:|#)[^"']+)["']""", text, flags=re.IGNORECASE))
+    )
+    links = sorted(set(re.findall(r"""<a\b[^>]*\shref\s*=\s*["']([^"'#][^"']*)["']""", text, flags=re.IGNORECASE)))
+    broken = [link for link in links if "://" in link or link.startswith("/") or not (path.parent / html.unescape(link)).exists()]
+    return external, links, broken
+
+
 def check_report_in_browser(
     report: str | os.PathLike, *, chromium: str | None = None, timeout: float = 120.0
 ) -> dict[str, Any]:
@@ -432,10 +479,12 @@ def check_report_in_browser(
     ``--dump-dom`` gives back the page with that verdict in it.
 
     Returns:
-        ``{"ok": bool, "errors": [...], "images": [...], "num_img_tags": int, "external": [...]}``
-        where ``ok`` is true only if the browser saw no load error, every image decoded with a
-        non-zero size, the number of images seen equals the number of ``<img>`` tags in the file,
-        and the file references nothing outside itself (``external`` lists such references).
+        ``{"ok": bool, "errors": [...], "images": [...], "num_img_tags": int, "external": [...],
+        "links": [...], "broken_links": [...]}`` where ``ok`` is true only if the browser saw no
+        load error, every image decoded with a non-zero size, the number of images seen equals the
+        number of ``<img>`` tags in the file, the page loads nothing from outside itself
+        (``external`` lists such references) and every ``<a href>`` link is a relative path that
+        exists (``broken_links`` lists the others).
 
     Raises:
         FileNotFoundError: no report file, or no Chromium found.
@@ -456,9 +505,7 @@ def check_report_in_browser(
         )
     text = path.read_text(encoding="utf-8")
     num_img_tags = len(re.findall(r"<img\b", text, flags=re.IGNORECASE))
-    external = sorted(
-        set(re.findall(r"""(?:src|href)\s*=\s*["']((?!data:|#)[^"']+)["']""", text, flags=re.IGNORECASE))
-    )
+    external, links, broken_links = page_references(path)
     url = path.resolve().as_uri() + "#check"
     with tempfile.TemporaryDirectory(prefix="brainvis-chromium-") as profile:
         command = [
@@ -489,6 +536,9 @@ def check_report_in_browser(
         )
     verdict = json.loads(html.unescape(match.group(1)))
     verdict["num_img_tags"] = num_img_tags
+    verdict["links"] = links
+    verdict["broken_links"] = broken_links
     verdict["external"] = external
-    verdict["ok"] = bool(verdict.get("ok")) and len(verdict.get("images", [])) == num_img_tags and not external
+    verdict["ok"] = (bool(verdict.get("ok")) and len(verdict.get("images", [])) == num_img_tags and not external
+                     and not broken_links)
     return verdict
