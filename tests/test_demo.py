@@ -362,3 +362,38 @@ def test_resume_refuses_a_run_without_state_and_conflicting_flags(tmp_path):
     with pytest.raises(ValueError, match="exclude each other"):
         run_demo(tmp_path, quick=True, resume=True, overwrite=True, log=lambda line: None)
     assert (tmp_path / "report.html").read_text() == "<html></html>"
+
+
+def test_sigint_prints_one_line_and_exits_130(tmp_path):
+    """A real Ctrl-C (SIGINT) to `brainvis demo`: exit status 130, one line saying how to resume,
+    no traceback; the phases finished before it are recorded, the interrupted one is not."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "brainvis"
+    if not script.is_file():
+        pytest.skip(f"no brainvis console script next to {sys.executable}")
+    out = tmp_path / "out"
+    process = subprocess.Popen([str(script), "demo", "--quick", "--output", str(out)], stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("[2/8] prepare"):
+                process.send_signal(signal.SIGINT)
+                break
+        rest_err = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines += rest_err.splitlines()
+    assert process.returncode == 130, "\n".join(lines)
+    assert "Traceback" not in rest_err
+    assert lines[-1].startswith("brainvis demo: interrupted "), lines[-1]  # during CLIP targets, usually
+    assert lines[-1].endswith(f"`brainvis demo --output {out} --resume` continues after prepare")
+    state = json.loads((out / "demo_state.json").read_text(encoding="utf-8"))
+    assert list(state["finished"]) == ["synthesise", "prepare"]

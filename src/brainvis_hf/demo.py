@@ -1215,6 +1215,7 @@ __all__ = [
     "FULL_SETTINGS",
     "QUICK_SETTINGS",
     "ColourCaptioner",
+    "DemoInterrupted",
     "DemoResult",
     "DemoSettings",
     "build_tiny_feature_extractor",
