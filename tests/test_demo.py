@@ -397,3 +397,25 @@ def test_sigint_prints_one_line_and_exits_130(tmp_path):
     assert lines[-1].endswith(f"`brainvis demo --output {out} --resume` continues after prepare")
     state = json.loads((out / "demo_state.json").read_text(encoding="utf-8"))
     assert list(state["finished"]) == ["synthesise", "prepare"]
+
+
+def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
+    """The quiet mode's redirection: prints, warnings-as-logging and progress bars of the libraries
+    land in the log stream; afterwards the handlers write where they wrote before."""
+    from transformers.utils import logging as hf_logging
+    from tqdm.auto import tqdm
+
+    from brainvis_hf.demo import _library_output_to
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    console, log = io.StringIO(), io.StringIO()
+    with _console_to(console):
+        with _library_output_to(log):
+            print("{'loss': 1.0}")
+            logger.warning("a LOAD REPORT table")
+            for _ in tqdm(range(3), desc="Loading weights"):
+                pass
+        logger.warning("after")
+    assert "{'loss': 1.0}" in log.getvalue() and "a LOAD REPORT table" in log.getvalue()
+    assert "Loading weights" in log.getvalue()
+    assert console.getvalue().strip().endswith("after") and "LOAD REPORT" not in console.getvalue()
