@@ -419,3 +419,13 @@ def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
     assert "{'loss': 1.0}" in log.getvalue() and "a LOAD REPORT table" in log.getvalue()
     assert "Loading weights" in log.getvalue()
     assert console.getvalue().strip().endswith("after") and "LOAD REPORT" not in console.getvalue()
+
+
+def test_stage_results_carry_the_linear_baseline_when_the_run_has_one():
+    from brainvis_hf.demo import _stage_result
+
+    metrics = {"global_step": 6, "best_metric": 0.5, "evaluation": {"test": {"accuracy": 0.4, "runtime": 1.0}}}
+    assert _stage_result(metrics) == {"global_step": 6, "best_metric": 0.5, "test_accuracy": 0.4}
+    metrics["linear_baseline"] = {"validation": {"accuracy": 0.1}, "test": {"accuracy": 0.2}, "model": "logistic"}
+    result = _stage_result(metrics)
+    assert result["linear_baseline_validation_accuracy"] == 0.1 and result["linear_baseline_test_accuracy"] == 0.2
