@@ -250,7 +250,12 @@ def plot_confusion_matrix(
     size = 4.0 + 0.16 * n if n <= 12 else _CONFUSION_LARGE_INCHES
     fig, ax = plt.subplots(figsize=(size, size))
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if np.issubdtype(matrix.dtype, np.integer):  # counts: whole-number ticks
+        from matplotlib.ticker import MaxNLocator
+
+        colorbar.locator = MaxNLocator(integer=True)
+        colorbar.update_ticks()
     ticks = np.arange(n)
     labels = [_short_label(c) for c in class_names] if class_names is not None else [str(i) for i in ticks]
     fontsize = 9 if n <= 12 else 8
