@@ -1,6 +1,9 @@
 """``brainvis demo``: the whole BrainVis chain on synthetic data, offline, on a CPU, in minutes.
 
-:func:`run_demo` runs, with a progress line per phase (and the libraries' progress bars):
+:func:`run_demo` runs these phases, printing one line per phase with its time (and, in a terminal,
+a progress bar while training and generating; the libraries' own output goes to
+``OUT/logs/demo.log`` unless ``verbose``). Finished phases are recorded in ``OUT/demo_state.json``,
+so ``resume=True`` continues an interrupted run:
 
 1. **synthesise** an EEG-ImageNet-format data set (``write_synthetic_eeg_imagenet``, with tiny
    class images) — the real file format, a learnable class-dependent signal;
@@ -32,6 +35,8 @@ Output folder::
     OUT/generated/               images/, stage1/, ground_truth/, manifest.json, contact_sheet.png
     OUT/evaluation/              metrics.json, metrics.md, confusion_matrix.png, per_class_ga.png
     OUT/eval_models/             the tiny random classifier and feature extractor used
+    OUT/demo_state.json          settings and finished phases (``resume``)
+    OUT/logs/demo.log            the libraries' console output (Trainer log dicts, loading reports)
 """
 
 from __future__ import annotations
