@@ -271,12 +271,16 @@ class _Progress:
         if self.verbose:
             self.log(f"{self._tag(phase)}: {detail} ..." if detail else f"{self._tag(phase)} ...")
 
-    def done(self, phase: str, detail: str = "") -> float:
+    def stop(self, phase: str) -> float:
+        """The phase's duration (recorded in ``timings``); the phase stays current until :meth:`done`."""
         seconds = time.perf_counter() - self._phase_start
         self.timings[phase] = round(seconds, 2)
-        self.current = None
-        self.log(f"{self._tag(phase)} {seconds:.1f} s{' - ' + detail if detail else ''}")
         return seconds
+
+    def done(self, phase: str, detail: str = "") -> None:
+        """Print the phase's line: call it once the phase is recorded as finished."""
+        self.current = None
+        self.log(f"{self._tag(phase)} {self.timings[phase]:.1f} s{' - ' + detail if detail else ''}")
 
     def skipped(self, phase: str, record: dict[str, Any]) -> None:
         seconds = float(record.get("seconds", 0.0))
@@ -602,8 +606,9 @@ def _run_phases(
     settings: DemoSettings, device: str, log: Callable[[str], None], on_phase_done: Callable[[str], None],
 ) -> DemoResult:
     def finish(phase: str, detail: str = "", **outputs: Any) -> None:
-        seconds = progress.done(phase, detail)
-        state.mark(phase, seconds, detail, **outputs)
+        # recorded first, printed second: a printed phase is never redone by --resume
+        state.mark(phase, progress.stop(phase), detail, **outputs)
+        progress.done(phase, detail)
         on_phase_done(phase)
 
     def redo(phase: str) -> bool:
@@ -834,12 +839,13 @@ def _run_phases(
                 demo_info=demo_info,
                 sd_model=sd_model,
             )
-        seconds = progress.done("report", str(report_path))
+        seconds = progress.stop("report")
         timings = dict(progress.timings)
         timings["total"] = round(progress.total, 2)
         demo_info["timings_s"] = timings
         (output_dir / "demo.json").write_text(json.dumps(demo_info, indent=2, default=str), encoding="utf-8")
         state.mark("report", seconds, str(report_path))
+        progress.done("report", str(report_path))
         on_phase_done("report")
     else:
         timings = json.loads((output_dir / "demo.json").read_text(encoding="utf-8"))["timings_s"]
