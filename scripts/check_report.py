@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  image not decoded: alt={img['alt']!r} src={img['src']!r}")
         for ref in verdict["external"]:
             print(f"  external reference: {ref}")
+        for link in verdict.get("broken_links", []):
+            print(f"  broken link: {link}")
         if not verdict["ok"]:
             status = 1
     if args.json:

@@ -4,7 +4,10 @@ report page loads in a real headless Chromium (skipped, saying why, without Chro
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import re
 
 import numpy as np
@@ -19,15 +22,54 @@ from brainvis_hf.report import check_report_in_browser, find_chromium
 FIGURES = ("eeg_traces.png", "training_curves.png", "confusion_matrix.png", "contact_sheet.png")
 
 
+@contextlib.contextmanager
+def _console_to(buffer):
+    """Everything a run prints, as the console would show it: stdout, stderr and the libraries'
+    logging handlers (which hold the stream they were created with) all go to ``buffer``."""
+    handlers = [h for name in ("transformers", "datasets", "diffusers", "huggingface_hub")
+                for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)]
+    previous = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.stream = buffer
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        for handler, stream in zip(handlers, previous):
+            handler.stream = stream
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """One quick demo run (on a CPU it uses one torch thread unless told otherwise)."""
+    """One quick demo run (on a CPU it uses one torch thread unless told otherwise), its console captured."""
     threads = torch.get_num_threads()
-    lines: list[str] = []
-    result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True, log=lines.append)
-    result.log = lines
+    console = io.StringIO()
+    with _console_to(console):
+        result = run_demo(tmp_path_factory.mktemp("demo") / "out", seed=3, quick=True)
+    result.console = console.getvalue()
+    result.log = result.console.splitlines()
     result.threads_before_after = (threads, torch.get_num_threads())
     return result
+
+
+def test_console_is_one_line_per_phase(demo):
+    """No Trainer log dicts, no LOAD REPORT tables, no library progress bars: <= 60 lines in all;
+    the libraries' output is kept in logs/demo.log and the runs' trainer_state.json."""
+    console = demo.console
+    assert len(console.splitlines()) <= 60, console
+    assert "LOAD REPORT" not in console and "'loss'" not in console and "'eval_loss'" not in console
+    assert "Loading weights" not in console and "Writing model shards" not in console
+    assert len(demo.log) == 1 + 8 + 1  # header, one line per phase, where the report is
+    for line in demo.log[1:-1]:
+        assert re.match(r"\[\d/8\] [A-Za-z ]+ \d+\.\d s", line), line
+    library_log = (demo.output_dir / "logs" / "demo.log").read_text(encoding="utf-8")
+    assert "'loss'" in library_log  # Trainer log dicts went to the file
+    assert [line for line in library_log.splitlines() if "LOAD REPORT" in line and "runs" in line] == []
+    state = json.loads((demo.output_dir / "demo_state.json").read_text(encoding="utf-8"))
+    assert list(state["finished"]) == [
+        "synthesise", "prepare", "CLIP targets", *(f"train/{s}" for s in DEMO_STAGES), "train", "assemble",
+        "generate", "evaluate", "report",
+    ]
 
 
 def test_every_part_of_the_report_folder_exists(demo):
@@ -65,6 +107,11 @@ def test_report_page_content(demo):
         assert f"<h2>{title}</h2>" in page, title
     # the plain statement about noise images and how to get real ones
     assert "its images are noise" in page and "brainvis demo --sd-model REPO" in page
+    # links to the saved pipeline and its model card, which exist; nothing loaded from outside
+    from brainvis_hf.report import page_references
+
+    assert '<a href="pipeline/">' in page and '<a href="pipeline/README.md">' in page
+    assert page_references(demo.report_path) == ([], ["pipeline/", "pipeline/README.md"], [])
     # the metrics table shows the run's numbers
     for key, value in demo.metrics.items():
         if isinstance(value, float):
@@ -250,3 +297,136 @@ def test_sd_model_option_uses_the_given_stable_diffusion_weights(tmp_path):
     assert f"Diffusion weights: {sd_dir}" in page and "its images are noise" not in page
     card = ModelCard.load(result.pipeline_dir / "README.md")
     assert "random-weights" not in card.data.tags
+
+
+def test_ctrl_c_then_resume_redoes_nothing_finished_and_equals_an_uninterrupted_run(demo, tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside training (third stage): one line, exit 130, the two finished stages recorded and
+    not the phase; --resume keeps the finished stages' files and ends with the fixture's results
+    (same seed and settings, no interruption); resuming with other settings is refused."""
+    import brainvis_hf.training as training
+    from brainvis_hf.cli import main
+
+    out = tmp_path / "out"
+    real_train_stage = training.train_stage
+
+    def interrupted_train_stage(stage, *args, **kwargs):
+        if stage == "freq":
+            raise KeyboardInterrupt
+        return real_train_stage(stage, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_stage", interrupted_train_stage)
+    assert main(["demo", "--output", str(out), "--quick", "--seed", "3"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (f"brainvis demo: interrupted during train; `brainvis demo --output {out} --resume` "
+                       "continues after CLIP targets")
+    state = json.loads((out / "demo_state.json").read_text(encoding="utf-8"))
+    assert list(state["finished"]) == ["synthesise", "prepare", "CLIP targets", "train/time-pretrain",
+                                       "train/time-finetune"]
+    kept = {path: path.stat().st_mtime_ns for path in
+            [out / "runs" / "time-pretrain" / "model.safetensors", out / "runs" / "time-finetune" / "model.safetensors",
+             out / "data" / "prepared" / "clip_targets" / "index.json"]}
+
+    monkeypatch.setattr(training, "train_stage", real_train_stage)
+    assert main(["demo", "--output", str(out), "--quick", "--seed", "4", "--resume"]) == 2
+    assert "was started with other settings (seed 3 -> 4)" in capsys.readouterr().err
+
+    assert main(["demo", "--output", str(out), "--quick", "--seed", "3", "--resume"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) <= 60 and "LOAD REPORT" not in captured.err
+    assert [line.split(" done earlier")[0] for line in lines if "done earlier" in line] == [
+        "[1/8] synthesise", "[2/8] prepare", "[3/8] CLIP targets"]
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # not redone
+    assert captured.out.strip() == str(out / "report.html")
+
+    # the same result as the uninterrupted run of the fixture (same seed and settings)
+    assert json.loads((out / "demo.json").read_text())["metrics"] == pytest.approx(demo.metrics, nan_ok=True)
+    for stage in DEMO_STAGES:
+        assert (out / "runs" / stage / "model.safetensors").read_bytes() == (
+            demo.run_dirs[stage] / "model.safetensors").read_bytes(), stage
+    manifest = json.loads((demo.generated_dir / "manifest.json").read_text())
+    for entry in manifest["images"]:
+        first = np.asarray(Image.open(demo.generated_dir / entry["file"]), dtype=np.int16)
+        second = np.asarray(Image.open(out / "generated" / entry["file"]), dtype=np.int16)
+        assert np.array_equal(first, second), entry["file"]
+
+    # a finished run resumes to the same result without redoing anything
+    result = run_demo(out, seed=3, quick=True, resume=True, log=lambda line: None)
+    assert result.metrics == json.loads((out / "demo.json").read_text())["metrics"]
+
+
+def test_resume_refuses_a_run_without_state_and_conflicting_flags(tmp_path):
+    (tmp_path / "report.html").write_text("<html></html>")
+    with pytest.raises(ValueError, match="holds a demo run without demo_state.json"):
+        run_demo(tmp_path, quick=True, resume=True, log=lambda line: None)
+    with pytest.raises(ValueError, match="exclude each other"):
+        run_demo(tmp_path, quick=True, resume=True, overwrite=True, log=lambda line: None)
+    assert (tmp_path / "report.html").read_text() == "<html></html>"
+
+
+def test_sigint_prints_one_line_and_exits_130(tmp_path):
+    """A real Ctrl-C (SIGINT) to `brainvis demo`: exit status 130, one line saying how to resume,
+    no traceback; the phases finished before it are recorded, the interrupted one is not."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "brainvis"
+    if not script.is_file():
+        pytest.skip(f"no brainvis console script next to {sys.executable}")
+    out = tmp_path / "out"
+    process = subprocess.Popen([str(script), "demo", "--quick", "--output", str(out)], stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("[2/8] prepare"):
+                process.send_signal(signal.SIGINT)
+                break
+        rest_err = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines += rest_err.splitlines()
+    assert process.returncode == 130, "\n".join(lines)
+    assert "Traceback" not in rest_err
+    # the phase printed last is recorded (recorded first, printed second); what follows is not
+    assert re.fullmatch(r"brainvis demo: interrupted (during CLIP targets|between phases); `brainvis demo "
+                        rf"--output {re.escape(str(out))} --resume` continues after prepare", lines[-1]), lines[-1]
+    state = json.loads((out / "demo_state.json").read_text(encoding="utf-8"))
+    assert list(state["finished"]) == ["synthesise", "prepare"]
+
+
+def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
+    """The quiet mode's redirection: prints, warnings-as-logging and progress bars of the libraries
+    land in the log stream; afterwards the handlers write where they wrote before."""
+    from transformers.utils import logging as hf_logging
+    from tqdm.auto import tqdm
+
+    from brainvis_hf.demo import _library_output_to
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    console, log = io.StringIO(), io.StringIO()
+    with _console_to(console):
+        with _library_output_to(log):
+            print("{'loss': 1.0}")
+            logger.warning("a LOAD REPORT table")
+            for _ in tqdm(range(3), desc="Loading weights"):
+                pass
+        logger.warning("after")
+    assert "{'loss': 1.0}" in log.getvalue() and "a LOAD REPORT table" in log.getvalue()
+    assert "Loading weights" in log.getvalue()
+    assert console.getvalue().strip().endswith("after") and "LOAD REPORT" not in console.getvalue()
+
+
+def test_stage_results_carry_the_linear_baseline_when_the_run_has_one():
+    from brainvis_hf.demo import _stage_result
+
+    metrics = {"global_step": 6, "best_metric": 0.5, "evaluation": {"test": {"accuracy": 0.4, "runtime": 1.0}}}
+    assert _stage_result(metrics) == {"global_step": 6, "best_metric": 0.5, "test_accuracy": 0.4}
+    metrics["linear_baseline"] = {"validation": {"accuracy": 0.1}, "test": {"accuracy": 0.2}, "model": "logistic"}
+    result = _stage_result(metrics)
+    assert result["linear_baseline_validation_accuracy"] == 0.1 and result["linear_baseline_test_accuracy"] == 0.2

@@ -160,3 +160,102 @@ def test_check_report_script(report_dir, tmp_path):
 def test_check_reports_missing_page(tmp_path):
     with pytest.raises(FileNotFoundError, match="No report page at"):
         check_report_in_browser(tmp_path)
+
+
+# --- legibility: confusion matrix at 40 classes, legends, image sizes, links -----------------
+
+
+def _capture_figure(monkeypatch):
+    """Keep the matplotlib figure a plot function saves (drawn), to measure its layout."""
+    import brainvis_hf.plots as plots
+
+    kept = []
+    real_save = plots._save
+
+    def save(fig, path):
+        fig.canvas.draw()
+        kept.append((fig, fig.canvas.get_renderer()))
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", save)
+    return kept, real_save
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_confusion_matrix_is_legible_at_40_classes(tmp_path, monkeypatch):
+    from brainvis_hf.data.labels import EEG_IMAGENET_WNIDS, WNID_TO_WORDS
+
+    kept, _ = _capture_figure(monkeypatch)
+    names = [WNID_TO_WORDS[w] for w in EEG_IMAGENET_WNIDS]
+    matrix = np.random.default_rng(0).integers(0, 5, (40, 40))
+    path = plot_confusion_matrix(matrix, tmp_path / "cm.png", class_names=names)
+    width, height = _png_size(path)
+    # shown in the report's ~1100-pixel column without being scaled down much
+    assert 900 <= width <= 1100 and 900 <= height <= 1100
+    fig, renderer = kept[0]
+    ax = fig.axes[0]
+    for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
+        assert len(labels) == 40
+        assert min(label.get_fontsize() for label in labels) >= 8  # ~12 px at 110 dpi
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        assert not any(_overlaps(a, b) for a, b in zip(boxes, boxes[1:]))  # neighbours do not collide
+    # every label is inside the saved picture and names its class (first synonym, at most 22 chars)
+    fig_box = fig.bbox
+    for label in ax.get_yticklabels():
+        box = label.get_window_extent(renderer)
+        assert box.x0 >= fig_box.x0 - 1 and box.y0 >= fig_box.y0 - 1
+    assert [t.get_text() for t in ax.get_yticklabels()][:1] == [names[0].split(",")[0][:22]]
+
+
+def test_training_curve_legends_do_not_cover_the_curves(tmp_path, monkeypatch):
+    kept, _ = _capture_figure(monkeypatch)
+    history = [{"step": s, "loss": 3.0 - 0.1 * s} for s in range(1, 21)]
+    history += [{"step": s, "eval_loss": 3.1 - 0.1 * s, "eval_accuracy": 0.05 * s, "eval_top3_accuracy": 0.04 * s}
+                for s in range(2, 21, 2)]
+    plot_stage_curves({"freq": history, "timefreq": history, "align": history}, tmp_path / "curves.png")
+    fig, renderer = kept[0]
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 3
+    plot_areas = [ax.get_window_extent(renderer) for ax in fig.axes]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(_overlaps(box, area) for area in plot_areas)
+        assert box.y0 >= fig.bbox.y0 - 1  # and it is inside the picture
+        # the curves of both axes are named in one legend
+        assert {t.get_text() for t in legend.get_texts()} == {"loss", "eval_loss", "eval_accuracy",
+                                                              "eval_top3_accuracy"}
+
+
+def test_contact_sheet_enlarges_small_images_with_nearest_neighbour(tmp_path):
+    from brainvis_hf.pipelines.generate_folder import write_contact_sheet
+
+    checker = np.zeros((32, 32, 3), dtype=np.uint8)
+    checker[(np.add.outer(np.arange(32), np.arange(32)) % 2) == 1] = (200, 40, 40)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(checker).save(tmp_path / "images" / "a.png")
+    manifest = {"num_images_per_eeg": 1, "eegs": [{"eeg_id": "e0", "true_label": "x", "predicted_label": "x"}],
+                "images": [{"eeg_id": "e0", "sample": 0, "file": "images/a.png"}]}
+    sheet = write_contact_sheet(tmp_path, manifest, thumb=128)
+    pixels = np.asarray(Image.open(sheet).convert("RGB"))
+    thumb_x = 4 + 1 * (128 + 4)  # second column: the generated image
+    thumb_y = 18 + 16
+    thumb = pixels[thumb_y : thumb_y + 128, thumb_x : thumb_x + 128]
+    assert np.array_equal(thumb, np.repeat(np.repeat(checker, 4, axis=0), 4, axis=1))  # 4x4 blocks, no blur
+
+
+def test_links_to_local_folders(tmp_path):
+    from brainvis_hf.report import page_references
+
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "README.md").write_text("card")
+    path = write_report(tmp_path, title="t", blocks=[ReportSection(
+        "Saved pipeline", ["text"], links=[("folder", "pipeline/"), ("card", "pipeline/README.md"),
+                                           ("gone", "nothing/here.md")])])
+    page = path.read_text(encoding="utf-8")
+    assert '<a href="pipeline/">folder</a>' in page and '<a href="pipeline/README.md">card</a>' in page
+    external, links, broken = page_references(path)
+    assert external == [] and links == ["nothing/here.md", "pipeline/", "pipeline/README.md"]
+    assert broken == ["nothing/here.md"]

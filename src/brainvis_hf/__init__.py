@@ -72,7 +72,25 @@ _LAZY_IMPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *_LAZY_IMPORTS]
 
-from . import models as _models  # noqa: E402,F401  (registers the Auto classes)
+
+
+def _started_as_cli() -> bool:
+    """Whether this process is the ``brainvis`` command (console script or ``python -m brainvis_hf``).
+
+    The command registers the Auto classes itself once a sub-command runs (``cli.main``), so that
+    ``brainvis --help`` does not import torch and transformers (seconds on a loaded machine).
+    """
+    import os
+    import sys
+
+    if os.path.basename(sys.argv[0] if sys.argv else "") in ("brainvis", "brainvis.exe", "brainvis-script.py"):
+        return True
+    orig = list(getattr(sys, "orig_argv", []))
+    return "-m" in orig and orig[orig.index("-m") + 1 : orig.index("-m") + 2] in (["brainvis_hf"], ["brainvis_hf.cli"])
+
+
+if not _started_as_cli():
+    from . import models as _models  # noqa: E402,F401  (registers the Auto classes)
 
 
 def __getattr__(name: str) -> Any:

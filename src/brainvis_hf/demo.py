@@ -1,6 +1,9 @@
 """``brainvis demo``: the whole BrainVis chain on synthetic data, offline, on a CPU, in minutes.
 
-:func:`run_demo` runs, with a progress line per phase (and the libraries' progress bars):
+:func:`run_demo` runs these phases, printing one line per phase with its time (and, in a terminal,
+a progress bar while training and generating; the libraries' own output goes to
+``OUT/logs/demo.log`` unless ``verbose``). Finished phases are recorded in ``OUT/demo_state.json``,
+so ``resume=True`` continues an interrupted run:
 
 1. **synthesise** an EEG-ImageNet-format data set (``write_synthetic_eeg_imagenet``, with tiny
    class images) — the real file format, a learnable class-dependent signal;
@@ -32,11 +35,15 @@ Output folder::
     OUT/generated/               images/, stage1/, ground_truth/, manifest.json, contact_sheet.png
     OUT/evaluation/              metrics.json, metrics.md, confusion_matrix.png, per_class_ga.png
     OUT/eval_models/             the tiny random classifier and feature extractor used
+    OUT/demo_state.json          settings and finished phases (``resume``)
+    OUT/logs/demo.log            the libraries' console output (Trainer log dicts, loading reports)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -55,7 +62,11 @@ DEMO_STAGES: tuple[str, ...] = ("time-pretrain", "time-finetune", "freq", "timef
 #: sub-folders (and files) of the output folder that the demo writes; ``overwrite`` removes only these
 DEMO_OUTPUTS: tuple[str, ...] = (
     "report.html", "figures", "demo.json", "pipeline", "data", "runs", "generated", "evaluation", "eval_models",
+    "demo_state.json", "demo_state.json.tmp", "logs",
 )
+
+#: ``OUT/demo_state.json``: the settings and finished phases of a run (``--resume``)
+STATE_FILE = "demo_state.json"
 
 NOISE_NOTE = (
     "The diffusion part of this pipeline (UNet, VAE, text encoder) is a tiny, randomly initialised "
@@ -239,28 +250,49 @@ def build_tiny_feature_extractor(save_dir: str | os.PathLike, *, image_size: int
 
 
 class _Progress:
-    """One line per phase (``[3/8] CLIP targets ...``) and its duration."""
+    """One console line per phase (``[3/8] CLIP targets 2.5 s - ...``) with its duration.
 
-    def __init__(self, phases: Sequence[str], log: Callable[[str], None]):
+    With ``verbose`` a line also announces each phase when it starts."""
+
+    def __init__(self, phases: Sequence[str], log: Callable[[str], None], verbose: bool = False):
         self.phases = list(phases)
         self.log = log
+        self.verbose = verbose
         self.timings: dict[str, float] = {}
+        self.current: str | None = None
         self._start = time.perf_counter()
         self._phase_start = self._start
+        self._earlier = 0.0  # seconds of phases finished by an earlier (resumed) run
+
+    def _tag(self, phase: str) -> str:
+        return f"[{self.phases.index(phase) + 1}/{len(self.phases)}] {phase}"
 
     def start(self, phase: str, detail: str = "") -> None:
-        index = self.phases.index(phase) + 1
+        self.current = phase
         self._phase_start = time.perf_counter()
-        self.log(f"[{index}/{len(self.phases)}] {phase}{': ' + detail if detail else ''}")
+        if self.verbose:
+            self.log(f"{self._tag(phase)}: {detail} ..." if detail else f"{self._tag(phase)} ...")
 
-    def done(self, phase: str, detail: str = "") -> None:
+    def stop(self, phase: str) -> float:
+        """The phase's duration (recorded in ``timings``); the phase stays current until :meth:`done`."""
         seconds = time.perf_counter() - self._phase_start
         self.timings[phase] = round(seconds, 2)
-        self.log(f"      {phase} done in {seconds:.1f} s{' - ' + detail if detail else ''}")
+        return seconds
+
+    def done(self, phase: str, detail: str = "") -> None:
+        """Print the phase's line: call it once the phase is recorded as finished."""
+        self.current = None
+        self.log(f"{self._tag(phase)} {self.timings[phase]:.1f} s{' - ' + detail if detail else ''}")
+
+    def skipped(self, phase: str, record: dict[str, Any]) -> None:
+        seconds = float(record.get("seconds", 0.0))
+        self.timings[phase] = round(seconds, 2)
+        self._earlier += seconds
+        self.log(f"{self._tag(phase)} done earlier ({seconds:.1f} s), kept")
 
     @property
     def total(self) -> float:
-        return time.perf_counter() - self._start
+        return time.perf_counter() - self._start + self._earlier
 
 
 def _default_log(message: str) -> None:
@@ -278,7 +310,8 @@ def _prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
     if ours and not overwrite:
         raise FileExistsError(
             f"--output {output_dir} already holds a demo run ({', '.join(sorted(p.name for p in ours))}); "
-            "pass overwrite=True (--overwrite) to replace it, or choose another folder."
+            "pass overwrite=True (--overwrite) to replace it, resume=True (--resume) to continue it, "
+            "or choose another folder."
         )
     if others and not ours:
         raise FileExistsError(
@@ -287,6 +320,151 @@ def _prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
         )
     for path in ours:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# console, resumption, interruption
+
+#: the libraries whose logging handlers (and progress bars) go to ``logs/demo.log`` unless verbose
+_LIBRARY_LOGGERS = ("transformers", "datasets", "diffusers", "huggingface_hub", "accelerate", "evaluate")
+
+
+@contextlib.contextmanager
+def _library_output_to(stream, *, stderr: bool = True):
+    """Send the libraries' console output to ``stream``: prints (Trainer log dicts), progress bars,
+    warnings and the handlers of their loggers. Everything is restored afterwards."""
+    swapped = []
+    for name in _LIBRARY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                swapped.append((handler, _set_stream(handler, stream)))
+    try:
+        with contextlib.redirect_stdout(stream), (
+            contextlib.redirect_stderr(stream) if stderr else contextlib.nullcontext()
+        ):
+            yield
+    finally:
+        for handler, previous in swapped:
+            _set_stream(handler, previous)
+
+
+def _set_stream(handler: logging.StreamHandler, stream):
+    """``handler.setStream`` that tolerates a closed previous stream (it is not flushed then)."""
+    handler.acquire()
+    try:
+        previous, handler.stream = handler.stream, stream
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            previous.flush()
+    finally:
+        handler.release()
+    return previous
+
+
+class DemoInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_demo`: says which phase was interrupted and how to continue.
+
+    A ``KeyboardInterrupt``, so that callers (and ``brainvis``) treat it as one; the phase that was
+    running is not marked finished, so ``resume=True`` redoes it from its start."""
+
+    def __init__(self, output_dir: Path, phase: str | None, last_finished: str | None):
+        self.output_dir, self.phase, self.last_finished = output_dir, phase, last_finished
+        where = f"during {phase}" if phase else "between phases"
+        after = f"after {last_finished}" if last_finished else "from the start"
+        super().__init__(
+            f"interrupted {where}; `brainvis demo --output {output_dir} --resume` continues {after}"
+        )
+
+
+class _RunState:
+    """``OUT/demo_state.json``: the run's settings and its finished phases, rewritten atomically
+    (write + rename, strict JSON) each time a phase finishes."""
+
+    def __init__(self, path: Path, settings: dict[str, Any], finished: dict[str, dict[str, Any]] | None = None):
+        self.path, self.settings, self.finished = path, settings, dict(finished or {})
+
+    @classmethod
+    def read(cls, path: Path) -> "_RunState":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(path, data["settings"], data["finished"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a readable demo state ({err}); start again with --overwrite") from None
+
+    def done(self, name: str) -> bool:
+        return name in self.finished
+
+    def mark(self, name: str, seconds: float, detail: str = "", **outputs: Any) -> None:
+        self.finished[name] = {"seconds": round(float(seconds), 2), "detail": detail, **outputs}
+        self.save()
+
+    def save(self) -> None:
+        text = json.dumps({"format": 1, "settings": self.settings, "finished": self.finished}, indent=2,
+                          allow_nan=False)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _settings_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _settings_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
+
+
+def _open_state(output_dir: Path, fingerprint: dict[str, Any], *, resume: bool, overwrite: bool,
+                log: Callable[[str], None]) -> _RunState:
+    path = output_dir / STATE_FILE
+    if resume:
+        if overwrite:
+            raise ValueError("resume=True (--resume) and overwrite=True (--overwrite) exclude each other.")
+        if path.is_file():
+            state = _RunState.read(path)
+            differences = _settings_differences(state.settings, fingerprint)
+            if differences:
+                raise ValueError(
+                    f"--resume: {output_dir} was started with other settings ({'; '.join(differences[:4])}); "
+                    "resume with the same options, or start again with --overwrite."
+                )
+            return state
+        if output_dir.is_dir() and any((output_dir / name).exists() for name in DEMO_OUTPUTS):
+            raise ValueError(
+                f"--resume: {output_dir} holds a demo run without {STATE_FILE} (an older or foreign run); "
+                "start again with --overwrite."
+            )
+        log(f"nothing to resume in {output_dir}: starting a new run")
+    _prepare_output_dir(output_dir, overwrite)
+    state = _RunState(path, fingerprint)
+    state.save()
+    return state
+
+
+def _remove(output_dir: Path, relative_paths: Sequence[str]) -> None:
+    """Delete what an unfinished phase may have left, before it is redone."""
+    for relative in relative_paths:
+        path = output_dir / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+#: what each phase writes (removed before the phase is redone after an interruption); generate
+#: resumes image by image by itself, the train stages are tracked one by one
+PHASE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "synthesise": ("data/synthetic",),
+    "prepare": ("data/prepared", "data/.cache"),
+    "CLIP targets": ("data/prepared/clip_targets",),
+    "train": (),
+    "assemble": ("pipeline",),
+    "generate": (),
+    "evaluate": ("evaluation", "eval_models"),
+    "report": ("figures", "report.html", "demo.json"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,13 +486,16 @@ def run_demo(
     device: str | None = None,
     num_threads: int | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    verbose: bool = False,
     log: Callable[[str], None] | None = None,
+    on_phase_done: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the BrainVis demo end to end and write its report folder (see the module docstring).
 
     Args:
         output_dir: the report folder (created; an earlier demo run there is only replaced with
-            ``overwrite=True``).
+            ``overwrite=True``, or continued with ``resume=True``).
         seed: seeds the synthetic data, every training stage, the tiny components and generation;
             the same seed gives the same run.
         quick: a much smaller run (seconds per phase) for tests and a first look.
@@ -331,10 +512,21 @@ def run_demo(
             thread buys little, and on a CPU shared with other work two threads per process
             oversubscribe the cores and run ~10x slower.
         overwrite: replace an earlier demo run in ``output_dir``.
-        log: receives one progress line per phase (default: printed to stderr).
+        resume: continue the run in ``output_dir`` after its last finished phase (training: after
+            its last finished stage), as recorded in ``demo_state.json``; refused when the run was
+            started with other settings. Starts a new run when the folder holds none.
+        verbose: also show the libraries' output (Trainer log dicts, progress bars, loading
+            reports). By default it goes to ``OUT/logs/demo.log`` and the console gets one line per
+            phase and a progress bar for training and generation.
+        log: receives the console lines (default: printed to stderr).
+        on_phase_done: called with each phase's name once it is recorded as finished.
 
     Returns:
         :class:`DemoResult` with the paths written, the metrics and the time of each phase.
+
+    Raises:
+        DemoInterrupted: on Ctrl-C (a ``KeyboardInterrupt``); the phase that was running is not
+            recorded as finished.
     """
     import torch
 
@@ -346,11 +538,14 @@ def run_demo(
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
+    console = sys.stderr
     try:
         return _run_demo(
             Path(output_dir), seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
             feature_extractor=feature_extractor, settings=settings, device=device, overwrite=overwrite,
-            log=log or _default_log,
+            resume=resume, verbose=verbose, console=console,
+            log=log or (lambda message: print(message, file=console, flush=True)),
+            on_phase_done=on_phase_done or (lambda phase: None),
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -367,94 +562,175 @@ def _run_demo(
     settings: DemoSettings | None,
     device: str,
     overwrite: bool,
+    resume: bool,
+    verbose: bool,
+    console,
     log: Callable[[str], None],
+    on_phase_done: Callable[[str], None],
 ) -> DemoResult:
     import torch
+
+    from . import __version__
 
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     if sd_model is not None and settings is FULL_SETTINGS:
         settings = replace(settings, **SD_GENERATION)
-    _prepare_output_dir(output_dir, overwrite)
-    progress = _Progress(PHASES, log)
-    log(f"      torch threads: {torch.get_num_threads()}, device: {device}")
-    torch.manual_seed(seed)
+    fingerprint = json.loads(json.dumps({
+        "brainvis_hf": __version__, "seed": seed, "quick": quick, "sd_model": sd_model, "classifier": classifier,
+        "feature_extractor": feature_extractor, "settings": asdict(settings),
+    }))  # fmt: skip
+    state = _open_state(output_dir, fingerprint, resume=resume, overwrite=overwrite, log=log)
+    (output_dir / "logs").mkdir(exist_ok=True)
+    progress = _Progress(PHASES, log, verbose)
+    log(f"brainvis demo -> {output_dir} (seed {seed}{', quick' if quick else ''}; torch threads "
+        f"{torch.get_num_threads()}, device {device}){'' if verbose else '; library logs: logs/demo.log'}")
+    with open(output_dir / "logs" / "demo.log", "a", encoding="utf-8") as library_log:
+        quiet = (lambda **kw: contextlib.nullcontext()) if verbose else (
+            lambda **kw: _library_output_to(library_log, **kw))
+        try:
+            torch.manual_seed(seed)
+            return _run_phases(
+                output_dir, state=state, progress=progress, quiet=quiet, console=console, verbose=verbose,
+                seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
+                feature_extractor=feature_extractor, settings=settings, device=device, log=log,
+                on_phase_done=on_phase_done,
+            )
+        except KeyboardInterrupt as err:
+            if isinstance(err, DemoInterrupted):
+                raise
+            finished = [p for p in PHASES if state.done(p)]
+            raise DemoInterrupted(output_dir, progress.current, finished[-1] if finished else None) from None
+
+
+def _run_phases(
+    output_dir: Path, *, state: _RunState, progress: _Progress, quiet, console, verbose: bool, seed: int,
+    quick: bool, sd_model: str | None, classifier: str | None, feature_extractor: str | None,
+    settings: DemoSettings, device: str, log: Callable[[str], None], on_phase_done: Callable[[str], None],
+) -> DemoResult:
+    def finish(phase: str, detail: str = "", **outputs: Any) -> None:
+        # recorded first, printed second: a printed phase is never redone by --resume
+        state.mark(phase, progress.stop(phase), detail, **outputs)
+        progress.done(phase, detail)
+        on_phase_done(phase)
+
+    def redo(phase: str) -> bool:
+        """True when ``phase`` must run (after removing what an interrupted attempt left)."""
+        if state.done(phase):
+            progress.skipped(phase, state.finished[phase])
+            return False
+        _remove(output_dir, PHASE_OUTPUTS[phase])
+        return True
 
     # 1. synthetic EEG-ImageNet ---------------------------------------------------------------
-    from .data import load_eeg_imagenet, write_synthetic_eeg_imagenet
-    from .data.prepare import load_prepared_dataset, prepare_dataset
+    with quiet():
+        from .data import load_eeg_imagenet, write_synthetic_eeg_imagenet
+        from .data.prepare import load_prepared_dataset, prepare_dataset
 
     raw_dir = output_dir / "data" / "synthetic"
-    progress.start(
-        "synthesise",
-        f"{40 * settings.num_images_per_class * settings.num_subjects} recordings "
-        f"(40 classes x {settings.num_images_per_class} images x {settings.num_subjects} subjects), "
-        f"difficulty {settings.difficulty}",
-    )
-    files = write_synthetic_eeg_imagenet(
-        raw_dir,
-        num_images_per_class=settings.num_images_per_class,
-        num_subjects=settings.num_subjects,
-        difficulty=settings.difficulty,
-        seed=seed,
-        with_images=True,
-        image_size=settings.image_size,
-    )
-    progress.done("synthesise", f"{files.num_recordings} recordings, {files.num_in_length_range} in the length range")
+    if redo("synthesise"):
+        progress.start(
+            "synthesise",
+            f"{40 * settings.num_images_per_class * settings.num_subjects} recordings "
+            f"(40 classes x {settings.num_images_per_class} images x {settings.num_subjects} subjects), "
+            f"difficulty {settings.difficulty}",
+        )
+        with quiet():
+            files = write_synthetic_eeg_imagenet(
+                raw_dir,
+                num_images_per_class=settings.num_images_per_class,
+                num_subjects=settings.num_subjects,
+                difficulty=settings.difficulty,
+                seed=seed,
+                with_images=True,
+                image_size=settings.image_size,
+            )
+        finish(
+            "synthesise", f"{files.num_recordings} recordings, {files.num_in_length_range} in the length range",
+            files={k: str(Path(getattr(files, k)).relative_to(output_dir)) for k in ("eeg_path", "splits_path",
+                                                                                       "image_root")},
+        )
+    saved_files = {k: output_dir / v for k, v in state.finished["synthesise"]["files"].items()}
 
     # 2. prepare ----------------------------------------------------------------------------------
     data_dir = output_dir / "data" / "prepared"
-    progress.start("prepare", "datasets builder -> Parquet + dataset card")
-    dataset_dict = load_eeg_imagenet(
-        files.eeg_path, files.splits_path, image_root=files.image_root, cache_dir=output_dir / "data" / ".cache"
-    )
-    prepare_dataset(
-        dataset_dict,
-        data_dir,
-        card_metadata={"pretty_name": "Synthetic EEG-ImageNet (brainvis demo)", "eeg_signal": {"sfreq": 1000.0}},
-        preprocessing={
-            "source": "brainvis_hf.data.write_synthetic_eeg_imagenet (synthetic, not real EEG)",
-            "seed": seed, "difficulty": settings.difficulty, "split_num": 0, "subject": 0,
-            "time_window": (20, 460), "length_range": (450, 600),
-        },
-    )
-    shutil.rmtree(output_dir / "data" / ".cache", ignore_errors=True)
-    prepared = load_prepared_dataset(data_dir)
+    if redo("prepare"):
+        progress.start("prepare", "datasets builder -> Parquet + dataset card")
+        with quiet():
+            dataset_dict = load_eeg_imagenet(
+                saved_files["eeg_path"], saved_files["splits_path"], image_root=saved_files["image_root"],
+                cache_dir=output_dir / "data" / ".cache",
+            )
+            prepare_dataset(
+                dataset_dict,
+                data_dir,
+                card_metadata={"pretty_name": "Synthetic EEG-ImageNet (brainvis demo)", "eeg_signal": {"sfreq": 1000.0}},
+                preprocessing={
+                    "source": "brainvis_hf.data.write_synthetic_eeg_imagenet (synthetic, not real EEG)",
+                    "seed": seed, "difficulty": settings.difficulty, "split_num": 0, "subject": 0,
+                    "time_window": (20, 460), "length_range": (450, 600),
+                },
+            )
+            del dataset_dict
+            shutil.rmtree(output_dir / "data" / ".cache", ignore_errors=True)
+    with quiet():
+        prepared = load_prepared_dataset(data_dir)
     sizes = {split: len(ds) for split, ds in prepared.items()}
-    progress.done("prepare", ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    if not state.done("prepare"):
+        finish("prepare", ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
     # 3. CLIP targets with the pipeline's text encoder ---------------------------------------------
-    from .data.clip_targets import compute_clip_targets
+    components: dict[str, Any] = {}
 
-    progress.start("CLIP targets", "class-name and caption embeddings of every image")
-    sd_components = _diffusion_components(sd_model, seed)
-    compute_clip_targets(
-        data_dir,
-        clip_model=sd_model or "brainvis_hf.pipelines.tiny (random CLIP text model)",
-        captioner=ColourCaptioner(),
-        tokenizer=sd_components["tokenizer"],
-        text_encoder=sd_components["text_encoder"],
-        device=device,
-        batch_size=32,
-    )
-    progress.done("CLIP targets")
+    def sd_components() -> dict[str, Any]:
+        if not components:
+            with quiet():
+                components.update(_diffusion_components(sd_model, seed))
+        return components
+
+    if redo("CLIP targets"):
+        from .data.clip_targets import compute_clip_targets
+
+        progress.start("CLIP targets", "class-name and caption embeddings of every image")
+        with quiet():
+            compute_clip_targets(
+                data_dir,
+                clip_model=sd_model or "brainvis_hf.pipelines.tiny (random CLIP text model)",
+                captioner=ColourCaptioner(),
+                tokenizer=sd_components()["tokenizer"],
+                text_encoder=sd_components()["text_encoder"],
+                device=device,
+                batch_size=32,
+            )
+        finish("CLIP targets", f"{sum(sizes.values())} images")
 
     # 4. training, stage by stage -----------------------------------------------------------------
-    progress.start("train", " -> ".join(DEMO_STAGES) + " (tiny preset)")
-    run_dirs, stage_metrics = train_all_stages(data_dir, output_dir / "runs", settings, seed=seed, log=log)
-    progress.done("train", _stage_summary(stage_metrics))
+    runs_dir = output_dir / "runs"
+    if redo("train"):
+        progress.start("train", " -> ".join(DEMO_STAGES) + " (tiny preset)")
+        run_dirs, stage_metrics = train_all_stages(
+            data_dir, runs_dir, settings, seed=seed, log=log if verbose else (lambda message: None),
+            done_stages={s for s in DEMO_STAGES if state.done(f"train/{s}")},
+            on_stage_done=lambda stage, seconds: state.mark(f"train/{stage}", seconds),
+            quiet=quiet, progress_file=None if verbose else console,
+        )
+        finish("train", _stage_summary(stage_metrics))
+    else:
+        run_dirs = {stage: runs_dir / stage for stage in DEMO_STAGES}
+        stage_metrics = {s: json.loads((d / "metrics.json").read_text(encoding="utf-8")) for s, d in run_dirs.items()}
 
     # 5. the pipeline -------------------------------------------------------------------------------
-    from .pipelines import BrainVisPipeline
+    with quiet():
+        from .models import BrainVisForCLIPAlignment
+        from .pipelines import BrainVisPipeline
 
+        eeg_encoder = BrainVisForCLIPAlignment.from_pretrained(run_dirs["align"]).eval()
     pipeline_dir = output_dir / "pipeline"
-    progress.start("assemble", "alignment model + " + (sd_model or "tiny random Stable Diffusion components"))
-    from .models import BrainVisForCLIPAlignment
-
-    eeg_encoder = BrainVisForCLIPAlignment.from_pretrained(run_dirs["align"]).eval()
-    pipe = BrainVisPipeline(eeg_encoder=eeg_encoder, **sd_components)
-    pipe.save_pretrained(pipeline_dir, safe_serialization=True)
-    pipe = BrainVisPipeline.from_pretrained(pipeline_dir).to(device)  # generate with what was saved
-    progress.done("assemble", str(pipeline_dir))
+    if redo("assemble"):
+        progress.start("assemble", "alignment model + " + (sd_model or "tiny random Stable Diffusion components"))
+        with quiet():
+            pipe = BrainVisPipeline(eeg_encoder=eeg_encoder, **sd_components())
+            pipe.save_pretrained(pipeline_dir, safe_serialization=True)
+        finish("assemble", str(pipeline_dir))
 
     # 6. generation ---------------------------------------------------------------------------------
     from .pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
@@ -473,86 +749,108 @@ def _run_demo(
         width=settings.width,
         batch_size=settings.generation_batch_size,
     )
-    progress.start(
-        "generate",
-        f"{len(indices)} test EEGs x {settings.num_images_per_eeg} images, {settings.num_inference_steps} steps + "
-        f"refinement {settings.refine_num_inference_steps} x {settings.refine_strength}",
-    )
-    records = load_eeg_records(data_dir, split="test", indices=indices)
-    generate_to_folder(pipe, records, generated_dir, generation, model_name=str(pipeline_dir))
-    progress.done("generate", str(generated_dir))
+    if redo("generate"):
+        progress.start(
+            "generate",
+            f"{len(indices)} test EEGs x {settings.num_images_per_eeg} images, {settings.num_inference_steps} steps + "
+            f"refinement {settings.refine_num_inference_steps} x {settings.refine_strength}",
+        )
+        with quiet():
+            pipe = BrainVisPipeline.from_pretrained(pipeline_dir).to(device)  # generate with what was saved
+            records = load_eeg_records(data_dir, split="test", indices=indices)
+        # the image progress bar goes to the console (a terminal), the rest to the log
+        with quiet(stderr=verbose):
+            generate_to_folder(pipe, records, generated_dir, generation, model_name=str(pipeline_dir),
+                               show_progress=verbose or _is_terminal(console))
+        finish("generate", f"{len(indices) * settings.num_images_per_eeg} images in {generated_dir}")
 
     # 7. evaluation -------------------------------------------------------------------------------
     from .evaluation import eeg_classification_metrics
-    from .evaluation.report import evaluate_generated
 
-    progress.start("evaluate", "GA, IS, FID, SSIM of the images; EEG classification on the whole test split")
-    eval_models = output_dir / "eval_models"
-    classifier_source = classifier or build_tiny_image_classifier(eval_models / "image_classifier", seed=seed)
-    extractor_source = feature_extractor or build_tiny_feature_extractor(eval_models / "feature_extractor", seed=seed + 1)
     evaluation_dir = output_dir / "evaluation"
-    image_metrics = evaluate_generated(
-        generated_dir,
-        classifier=str(classifier_source),
-        feature_extractor=str(extractor_source),
-        n_way=settings.n_way,
-        num_trials=settings.num_trials,
-        seed=seed,
-        output_dir=evaluation_dir,
-        device=device,
-        inception_splits=min(10, len(indices) * settings.num_images_per_eeg),
-    )
+    if redo("evaluate"):
+        from .evaluation.report import evaluate_generated
+
+        progress.start("evaluate", "GA, IS, FID, SSIM of the images; EEG classification on the whole test split")
+        eval_models = output_dir / "eval_models"
+        with quiet():
+            classifier_source = classifier or build_tiny_image_classifier(eval_models / "image_classifier", seed=seed)
+            extractor_source = feature_extractor or build_tiny_feature_extractor(
+                eval_models / "feature_extractor", seed=seed + 1)
+            image_metrics = evaluate_generated(
+                generated_dir,
+                classifier=str(classifier_source),
+                feature_extractor=str(extractor_source),
+                n_way=settings.n_way,
+                num_trials=settings.num_trials,
+                seed=seed,
+                output_dir=evaluation_dir,
+                device=device,
+                inception_splits=min(10, len(indices) * settings.num_images_per_eeg),
+            )
+    else:
+        image_metrics = json.loads((evaluation_dir / "metrics.json").read_text(encoding="utf-8"))
     logits, labels, class_names = _test_logits(eeg_encoder, prepared["test"])
     eeg_metrics = eeg_classification_metrics(logits, labels)
-    progress.done("evaluate", f"EEG top-1 {eeg_metrics['top1_accuracy']:.3f} on {len(labels)} test recordings")
+    if not state.done("evaluate"):
+        finish("evaluate", f"EEG top-1 {eeg_metrics['top1_accuracy']:.3f} on {len(labels)} test recordings")
 
     # 8. report -------------------------------------------------------------------------------------
-    progress.start("report", "report.html + figures + model card")
     summary = _summary_metrics(eeg_metrics, image_metrics, settings)
-    from .hub_pipeline import pipeline_model_card
+    report_path = output_dir / "report.html"
+    if redo("report"):
+        progress.start("report", "report.html + figures + model card")
+        from .hub_pipeline import pipeline_model_card
 
-    card = pipeline_model_card(
-        metrics=summary,
-        training_runs={stage: run_dirs[stage] for stage in DEMO_STAGES},
-        model_name="BrainVis demo pipeline (synthetic EEG" + (")" if sd_model else ", tiny random diffusion)"),
-        base_model=sd_model if sd_model and not Path(sd_model).exists() else None,
-        dataset_name="Synthetic EEG-ImageNet (brainvis demo)",
-        generation_settings={k: v for k, v in generation.as_dict().items()},
-        random_weights=sd_model is None,
-        notes=[SYNTHETIC_NOTE],
-    )
-    card.save(pipeline_dir / "README.md")
-    timings = dict(progress.timings)
-    demo_info = {
-        "seed": seed,
-        "quick": quick,
-        "sd_model": sd_model,
-        "settings": asdict(settings),
-        "data_sizes": sizes,
-        "metrics": summary,
-        "stage_results": {stage: _stage_result(m) for stage, m in stage_metrics.items()},
-        "generation": generation.as_dict(),
-        "test_indices": indices,
-        "tiny_eval_models": classifier is None,
-        "regenerate_command": regenerate_command(output_dir, indices, generation),
-        "timings_s": timings,
-    }
-    report_path = write_demo_report(
-        output_dir,
-        prepared=prepared,
-        run_dirs=run_dirs,
-        eeg_metrics=eeg_metrics,
-        class_names=class_names,
-        image_metrics=image_metrics,
-        summary=summary,
-        demo_info=demo_info,
-        sd_model=sd_model,
-    )
-    progress.done("report", str(report_path))
-    timings = dict(progress.timings)
-    timings["total"] = round(progress.total, 2)
-    demo_info["timings_s"] = timings
-    (output_dir / "demo.json").write_text(json.dumps(finite_or_none(demo_info), indent=2, default=str, allow_nan=False), encoding="utf-8")
+        with quiet():
+            card = pipeline_model_card(
+                metrics=summary,
+                training_runs={stage: run_dirs[stage] for stage in DEMO_STAGES},
+                model_name="BrainVis demo pipeline (synthetic EEG" + (")" if sd_model else ", tiny random diffusion)"),
+                base_model=sd_model if sd_model and not Path(sd_model).exists() else None,
+                dataset_name="Synthetic EEG-ImageNet (brainvis demo)",
+                generation_settings={k: v for k, v in generation.as_dict().items()},
+                random_weights=sd_model is None,
+                notes=[SYNTHETIC_NOTE],
+            )
+            card.save(pipeline_dir / "README.md")
+        timings = dict(progress.timings)
+        demo_info = {
+            "seed": seed,
+            "quick": quick,
+            "sd_model": sd_model,
+            "settings": asdict(settings),
+            "data_sizes": sizes,
+            "metrics": summary,
+            "stage_results": {stage: _stage_result(m) for stage, m in stage_metrics.items()},
+            "generation": generation.as_dict(),
+            "test_indices": indices,
+            "tiny_eval_models": classifier is None,
+            "regenerate_command": regenerate_command(output_dir, indices, generation),
+            "timings_s": timings,
+        }
+        with quiet():
+            report_path = write_demo_report(
+                output_dir,
+                prepared=prepared,
+                run_dirs=run_dirs,
+                eeg_metrics=eeg_metrics,
+                class_names=class_names,
+                image_metrics=image_metrics,
+                summary=summary,
+                demo_info=demo_info,
+                sd_model=sd_model,
+            )
+        seconds = progress.stop("report")
+        timings = dict(progress.timings)
+        timings["total"] = round(progress.total, 2)
+        demo_info["timings_s"] = timings
+        (output_dir / "demo.json").write_text(json.dumps(finite_or_none(demo_info), indent=2, default=str, allow_nan=False), encoding="utf-8")
+        state.mark("report", seconds, str(report_path))
+        progress.done("report", str(report_path))
+        on_phase_done("report")
+    else:
+        timings = json.loads((output_dir / "demo.json").read_text(encoding="utf-8"))["timings_s"]
     log(f"done in {timings['total']:.0f} s: open {report_path}")
     return DemoResult(
         output_dir=output_dir,
@@ -566,17 +864,39 @@ def _run_demo(
     )
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # pieces of run_demo
 
 
 def train_all_stages(
-    data_dir: Path, runs_dir: Path, settings: DemoSettings, *, seed: int, log: Callable[[str], None] = _default_log
+    data_dir: Path,
+    runs_dir: Path,
+    settings: DemoSettings,
+    *,
+    seed: int,
+    log: Callable[[str], None] = _default_log,
+    done_stages: set[str] | frozenset[str] = frozenset(),
+    on_stage_done: Callable[[str, float], None] | None = None,
+    quiet: Callable[..., Any] | None = None,
+    progress_file=None,
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """Train :data:`DEMO_STAGES` in order with the ``tiny`` preset, each stage from the previous
-    ones' folders (``runs_dir/<stage>``); returns the run folders and each run's metrics."""
+    ones' folders (``runs_dir/<stage>``); returns the run folders and each run's metrics.
+
+    Stages in ``done_stages`` are not retrained (their ``metrics.json`` is read); an unfinished
+    stage's folder is removed before it is trained. ``on_stage_done(stage, seconds)`` follows each
+    trained stage; ``quiet()`` wraps the library calls; ``progress_file`` (a terminal) shows one
+    progress bar over the stages."""
     from .training import train_stage
 
+    quiet = quiet or (lambda **kw: contextlib.nullcontext())
     run_dirs = {stage: runs_dir / stage for stage in DEMO_STAGES}
     inits = {
         "time-pretrain": [],
@@ -593,21 +913,55 @@ def train_all_stages(
             json.dumps({"alignment_classification_loss_weight": settings.alignment_classification_loss_weight}, allow_nan=False),
             encoding="utf-8",
         )
+    bar = None
+    if progress_file is not None and _is_terminal(progress_file):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(DEMO_STAGES), desc="training", unit="stage", file=progress_file, leave=False)
     stage_metrics: dict[str, dict[str, Any]] = {}
-    for stage in DEMO_STAGES:
-        log(f"      training {stage} ...")
-        result = train_stage(
-            stage,
-            data_dir,
-            run_dirs[stage],
-            preset="tiny",
-            config=configs.get(stage),
-            init=inits[stage],
-            seed=seed,
-            training_overrides=dict(settings.training_overrides.get(stage, {})),
-        )
-        stage_metrics[stage] = result.metrics
+    try:
+        for stage in DEMO_STAGES:
+            if stage in done_stages:
+                stage_metrics[stage] = json.loads((run_dirs[stage] / "metrics.json").read_text(encoding="utf-8"))
+                if bar is not None:
+                    bar.update(1)
+                continue
+            log(f"      training {stage} ...")
+            if run_dirs[stage].exists():
+                shutil.rmtree(run_dirs[stage])
+            started = time.perf_counter()
+            with quiet():
+                result = train_stage(
+                    stage,
+                    data_dir,
+                    run_dirs[stage],
+                    preset="tiny",
+                    config=configs.get(stage),
+                    init=inits[stage],
+                    seed=seed,
+                    training_overrides=dict(settings.training_overrides.get(stage, {})),
+                    callbacks=[_BarCallback(bar, stage)] if bar is not None else (),
+                )
+            stage_metrics[stage] = result.metrics
+            if bar is not None:
+                bar.update(1)
+            if on_stage_done is not None:
+                on_stage_done(stage, time.perf_counter() - started)
+    finally:
+        if bar is not None:
+            bar.close()
     return run_dirs, stage_metrics
+
+
+def _BarCallback(bar, stage: str):
+    """A ``TrainerCallback`` that shows the stage and its optimizer step on the progress bar."""
+    from transformers import TrainerCallback
+
+    class BarCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            bar.set_postfix_str(f"{stage} step {state.global_step}/{state.max_steps}")
+
+    return BarCallback()
 
 
 def _diffusion_components(sd_model: str | None, seed: int) -> dict[str, Any]:
@@ -680,6 +1034,12 @@ def _stage_result(metrics: dict[str, Any]) -> dict[str, Any]:
                 out[f"{split}_{key}"] = value
     if metrics.get("linear_probe"):
         out["linear_probe_accuracy"] = metrics["linear_probe"][-1].get("linear_probe_accuracy")
+    baseline = metrics.get("linear_baseline")  # newer runs: a linear classifier on the raw EEG
+    if isinstance(baseline, dict):
+        for split in ("validation", "test"):
+            value = (baseline.get(split) or {}).get("accuracy") if isinstance(baseline.get(split), dict) else None
+            if isinstance(value, (int, float)):
+                out[f"linear_baseline_{split}_accuracy"] = value
     return out
 
 
@@ -781,7 +1141,7 @@ def write_demo_report(
             (k for k in ("test_accuracy", "linear_probe_accuracy", "test_loss") if result.get(k) is not None), None
         )
         stage_rows.append([stage, result.get("global_step"), main or "", result.get(main) if main else None,
-                           str(run_dirs[stage].relative_to(output_dir))])
+                           result.get("linear_baseline_test_accuracy"), str(run_dirs[stage].relative_to(output_dir))])
     timings = demo_info["timings_s"]
     sizes = demo_info["data_sizes"]
     notes = [SYNTHETIC_NOTE]
@@ -801,9 +1161,19 @@ def write_demo_report(
         ReportTable("Metrics", ["metric", "value", "note"], metric_rows,
                     caption=f"Test split of the synthetic data ({sizes.get('test')} recordings); images of "
                     f"{len(demo_info['test_indices'])} test recordings."),
-        ReportTable("Training stages", ["stage", "optimizer steps", "main result", "value", "run folder"], stage_rows,
+        ReportTable("Training stages", ["stage", "optimizer steps", "main result", "value",
+                                        "linear baseline (test accuracy)", "run folder"], stage_rows,
                     caption="Each stage is a `brainvis train STAGE --preset tiny` run; its folder holds the "
-                    "model, model card, metrics.json, trainer_state.json and TensorBoard logs."),
+                    "model, model card, metrics.json, trainer_state.json and TensorBoard logs. The linear "
+                    "baseline (where the run measured one) is a linear classifier on the raw EEG of the same "
+                    "split: what the stage must beat."),
+        ReportSection(
+            "Saved pipeline",
+            ["The BrainVisPipeline this report was made with, saved with save_pretrained; load it with "
+             "BrainVisPipeline.from_pretrained(folder). Its model card lists the training runs, the metrics and "
+             "the limitations."],
+            links=[("pipeline folder", "pipeline/"), ("model card (README.md)", "pipeline/README.md")],
+        ),
         ReportFigure("EEG traces", traces, "Eight of the 128 channels of three test recordings (synthetic, "
                      "standardised), 20-460 ms after stimulus onset."),
         ReportFigure("Training curves", curves, "Training loss, validation loss and validation metrics of every stage."),
@@ -851,6 +1221,7 @@ __all__ = [
     "FULL_SETTINGS",
     "QUICK_SETTINGS",
     "ColourCaptioner",
+    "DemoInterrupted",
     "DemoResult",
     "DemoSettings",
     "build_tiny_feature_extractor",

@@ -25,13 +25,13 @@ import numpy as np
 DPI = 110
 
 
-def _figure(rows: int = 1, cols: int = 1, *, figsize: tuple[float, float]):
+def _figure(rows: int = 1, cols: int = 1, *, figsize: tuple[float, float], layout: str | None = None):
     """A figure on the Agg canvas and its ``rows x cols`` array of axes."""
     # lazy: matplotlib is an optional dependency, needed only when a picture is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     FigureCanvasAgg(fig)
     return fig, fig.subplots(rows, cols, squeeze=False)
 
@@ -105,18 +105,18 @@ def plot_stage_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path
     names = list(histories)
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)
-    fig, axes = _figure(rows, cols, figsize=(4.6 * cols, 3.4 * rows))
+    # legends sit under each panel (constrained layout makes room), so they never hide a curve
+    fig, axes = _figure(rows, cols, figsize=(4.6 * cols, 4.2 * rows), layout="constrained")
     for ax, name in zip(axes.flat, names):
         history = histories[name]
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
-        drawn = False
+        handles = []
         for key, style in (("loss", "-"), ("eval_loss", "o--")):
             points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, style, label=key, markersize=3)
-                drawn = True
+                handles += ax.plot(xs, ys, style, label=key, markersize=3)
         ax.set_ylabel("loss")
         metric_keys = sorted(
             {
@@ -131,17 +131,15 @@ def plot_stage_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path
             for i, key in enumerate(metric_keys):
                 points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
                 xs, ys = zip(*points)
-                twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
+                handles += twin.plot(xs, ys, "s:", label=key, markersize=3, color=f"C{(i + 2) % 10}")
             twin.set_ylabel("metric")
-            twin.legend(loc="upper right", fontsize=7)
-            drawn = True
-        if drawn:
-            ax.legend(loc="upper left", fontsize=7)
+        if handles:
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7,
+                      frameon=False)
         else:
             ax.text(0.5, 0.5, "no logged values", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -196,6 +194,17 @@ def plot_eeg_traces(
     return _save(fig, path)
 
 
+#: the confusion matrix's width in inches beyond 12 classes: it fills the report's 1100-pixel
+#: column without being scaled down, so 8-point labels stay legible at 40 classes
+_CONFUSION_LARGE_INCHES = 1080 / DPI
+
+
+def _short_label(name: str, limit: int = 22) -> str:
+    """The first synonym of a class name, cut to ``limit`` characters (tick labels at 40 classes)."""
+    first = str(name).split(",")[0].strip()
+    return first if len(first) <= limit else first[: limit - 1] + "\u2026"
+
+
 def plot_confusion_matrix(
     matrix: np.ndarray, path: str | os.PathLike, *, class_names: Sequence[str] | None = None, title: str = ""
 ) -> Path:
@@ -206,14 +215,24 @@ def plot_confusion_matrix(
     if class_names is not None and len(class_names) != matrix.shape[0]:
         raise ValueError(f"{len(class_names)} class names for a {matrix.shape[0]}-class confusion matrix.")
     n = matrix.shape[0]
-    size = 4.0 + 0.16 * n
+    size = 4.0 + 0.16 * n if n <= 12 else _CONFUSION_LARGE_INCHES
     fig, axes = _figure(figsize=(size, size))
     ax = axes[0, 0]
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if np.issubdtype(matrix.dtype, np.integer):  # counts: whole-number ticks
+        from matplotlib.ticker import MaxNLocator
+
+        colorbar.locator = MaxNLocator(integer=True)
+        colorbar.update_ticks()
     ticks = np.arange(n)
-    labels = list(class_names) if class_names is not None else [str(i) for i in ticks]
-    fontsize = 9 if n <= 12 else 6
+    labels = [_short_label(c) for c in class_names] if class_names is not None else [str(i) for i in ticks]
+    fontsize = 9 if n <= 12 else 8
+    if n > 12:  # faint grid lines: rows and columns can be followed across 40 classes
+        ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+        ax.grid(which="minor", color="#d0d7de", linewidth=0.4)
+        ax.tick_params(which="minor", length=0)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     ax.set_xticklabels(labels, rotation=90, fontsize=fontsize)

@@ -97,6 +97,8 @@ class ReportSection:
     title: str
     paragraphs: Sequence[str] = field(default_factory=list)
     code: str | None = None
+    # (text, relative path) pairs shown as a list of links, e.g. to the saved pipeline folder
+    links: Sequence[tuple[str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,6 +167,13 @@ def _figure_html(figure: ReportFigure) -> str:
 def _section_html(section: ReportSection) -> str:
     parts = [f"<h2>{html.escape(section.title)}</h2>"]
     parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
+    if section.links:
+        items = "".join(
+            f'<li><a href="{html.escape(target, quote=True)}">{html.escape(text)}</a> '
+            f"<code>{html.escape(target)}</code></li>"
+            for text, target in section.links
+        )
+        parts.append(f"<ul>{items}</ul>")
     if section.code:
         parts.append(f"<pre><code>{html.escape(section.code)}</code></pre>")
     return "".join(parts)
@@ -259,6 +268,27 @@ def find_chromium() -> str | None:
     return None
 
 
+def page_references(report: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
+    """``(external, links, broken_links)`` of a report page.
+
+    ``external``: what the page would load from outside itself (``src=``, ``<link href=>``; the
+    report embeds everything, so this should be empty). ``links``: its ``<a href>`` navigation
+    targets (e.g. the saved pipeline folder); ``broken_links``: those that are not relative paths
+    to something that exists next to the page.
+    """
+    import re
+
+    path = Path(report)
+    text = path.read_text(encoding="utf-8")
+    external = sorted(
+        set(re.findall(r"""\ssrc\s*=\s*["']((?!data:|#)[^"']+)["']""", text, flags=re.IGNORECASE))
+        | set(re.findall(r"""<link\b[^>]*\shref\s*=\s*["']((?!data:|#)[^"']+)["']""", text, flags=re.IGNORECASE))
+    )
+    links = sorted(set(re.findall(r"""<a\b[^>]*\shref\s*=\s*["']([^"'#][^"']*)["']""", text, flags=re.IGNORECASE)))
+    broken = [link for link in links if "://" in link or link.startswith("/") or not (path.parent / html.unescape(link)).exists()]
+    return external, links, broken
+
+
 def check_report_in_browser(
     report: str | os.PathLike, *, chromium: str | None = None, timeout: float = 120.0
 ) -> dict[str, Any]:
@@ -269,10 +299,12 @@ def check_report_in_browser(
     ``--dump-dom`` gives back the page with that verdict in it.
 
     Returns:
-        ``{"ok": bool, "errors": [...], "images": [...], "num_img_tags": int, "external": [...]}``
-        where ``ok`` is true only if the browser saw no load error, every image decoded with a
-        non-zero size, the number of images seen equals the number of ``<img>`` tags in the file,
-        and the file references nothing outside itself (``external`` lists such references).
+        ``{"ok": bool, "errors": [...], "images": [...], "num_img_tags": int, "external": [...],
+        "links": [...], "broken_links": [...]}`` where ``ok`` is true only if the browser saw no
+        load error, every image decoded with a non-zero size, the number of images seen equals the
+        number of ``<img>`` tags in the file, the page loads nothing from outside itself
+        (``external`` lists such references) and every ``<a href>`` link is a relative path that
+        exists (``broken_links`` lists the others).
 
     Raises:
         FileNotFoundError: no report file, or no Chromium found.
@@ -293,9 +325,7 @@ def check_report_in_browser(
         )
     text = path.read_text(encoding="utf-8")
     num_img_tags = len(re.findall(r"<img\b", text, flags=re.IGNORECASE))
-    external = sorted(
-        set(re.findall(r"""(?:src|href)\s*=\s*["']((?!data:|#)[^"']+)["']""", text, flags=re.IGNORECASE))
-    )
+    external, links, broken_links = page_references(path)
     url = path.resolve().as_uri() + "#check"
     with tempfile.TemporaryDirectory(prefix="brainvis-chromium-") as profile:
         command = [
@@ -326,6 +356,9 @@ def check_report_in_browser(
         )
     verdict = json.loads(html.unescape(match.group(1)))
     verdict["num_img_tags"] = num_img_tags
+    verdict["links"] = links
+    verdict["broken_links"] = broken_links
     verdict["external"] = external
-    verdict["ok"] = bool(verdict.get("ok")) and len(verdict.get("images", [])) == num_img_tags and not external
+    verdict["ok"] = (bool(verdict.get("ok")) and len(verdict.get("images", [])) == num_img_tags and not external
+                     and not broken_links)
     return verdict

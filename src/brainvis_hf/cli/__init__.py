@@ -49,6 +49,36 @@ def _add_global_flags(subparsers) -> None:
         sub.add_argument("--no-verify", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
+def _prepare_command(args: argparse.Namespace) -> None:
+    """Wrap ``args.func`` so that it runs with the command's torch threads (``--threads``) and the
+    BrainVis Auto classes registered; both are done here, not at import, to keep ``--help`` quick.
+    The process's thread settings and environment are restored afterwards (in-process calls)."""
+    func = args.func
+
+    def run(args: argparse.Namespace):
+        from ._threads import apply_num_threads, resolve_num_threads
+
+        saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+        # torch already imported (an in-process call): its thread count is restored afterwards
+        saved_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+        if hasattr(args, "default_threads"):
+            args.threads = apply_num_threads(resolve_num_threads(args.threads, args.default_threads))
+        from .. import models  # noqa: F401  (registers the Auto classes; skipped at import by the CLI)
+
+        try:
+            return func(args)
+        finally:
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if saved_threads is not None:
+                sys.modules["torch"].set_num_threads(saved_threads)
+
+    args.func = run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``brainvis`` console script; returns the process exit code."""
     parser = build_parser()
@@ -56,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = os.environ.get(_NO_VERIFY_ENV)
     if args.no_verify:
         os.environ[_NO_VERIFY_ENV] = "1"
+    _prepare_command(args)
     try:
         result = args.func(args)
     except KeyboardInterrupt:

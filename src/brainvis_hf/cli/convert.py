@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._threads import add_threads_argument
+
 
 def register(subparsers) -> None:
     """Add `brainvis convert-original` to the top-level parser."""
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--num-samples", type=int, default=None,
                    help="EEG length T for the frequency encoder when --time is not given (default 440)")  # fmt: skip
+    add_threads_argument(p)
     p.set_defaults(func=_run)
 
 

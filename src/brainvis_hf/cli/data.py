@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._threads import add_threads_argument
+
 
 def register(subparsers) -> None:
     """Add `brainvis data` and its sub-commands to the top-level parser."""
@@ -52,6 +54,7 @@ def _register_synth(data_subparsers) -> None:
     p.add_argument("--num-splits", type=int, default=6, help="splits in the splits file")
     p.add_argument("--with-images", action="store_true", help="also write tiny class images under images/<wnid>/")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --output")
+    add_threads_argument(p)
     p.set_defaults(func=_run_synth)
 
 
@@ -78,6 +81,7 @@ def _register_prepare(data_subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     p.add_argument("--push-to-hub", default=None, metavar="REPO", help="also upload the folder to this Hub dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    add_threads_argument(p)
     p.set_defaults(func=_run_prepare)
 
 

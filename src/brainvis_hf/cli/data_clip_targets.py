@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from ._threads import add_threads_argument
+
+# = data.clip_targets.DEFAULT_CLIP_MODEL / DEFAULT_CAPTIONER, kept import-free for a quick --help
+DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
+DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
+
 
 def register(data_subparsers) -> None:
     """Add the ``clip-targets`` sub-command to ``brainvis data``."""
-    from ..data.clip_targets import DEFAULT_CAPTIONER, DEFAULT_CLIP_MODEL
-
     parser = data_subparsers.add_parser(
         "clip-targets",
         help="compute the CLIP text targets (class words + BLIP-2 caption) of every image",
@@ -30,6 +34,7 @@ def register(data_subparsers) -> None:
     parser.add_argument("--chunk-size", type=int, default=256, help="images per stored chunk (resumption unit)")
     parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing chunks")
+    add_threads_argument(parser)
     parser.set_defaults(func=_run)
 
 

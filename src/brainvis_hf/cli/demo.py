@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ._threads import add_threads_argument
 
 DESCRIPTION = """\
 Run BrainVis end to end with no download and no GPU: synthesise an EEG-ImageNet-format data set,
@@ -10,7 +13,11 @@ prepare it, compute CLIP targets, train every stage (tiny preset), assemble a Br
 generate images for test recordings, evaluate them and write a report folder (report.html,
 the saved pipeline with its model card, every run). A few minutes on 2 CPU cores; --quick takes
 well under a minute. With tiny random diffusion weights the images are noise; --sd-model uses
-real Stable Diffusion weights where they can be downloaded."""
+real Stable Diffusion weights where they can be downloaded.
+
+The console gets one line per phase (and a progress bar for training and generation); the
+libraries' output (Trainer logs, loading reports) goes to OUT/logs/demo.log unless --verbose.
+Ctrl-C stops the run (exit status 130); --resume continues it after its last finished phase."""
 
 
 def register(subparsers) -> None:
@@ -39,19 +46,21 @@ def register(subparsers) -> None:
         help="FID feature extractor (default: a tiny random one built in code)",
     )
     parser.add_argument("--device", default=None, help="device for generation and evaluation (default: cuda if available)")
-    parser.add_argument(
-        "--threads", type=int, default=None,
-        help="CPU threads for torch during the run (default: 1 on a CPU unless OMP_NUM_THREADS is set: "
-        "the models are tiny, and on a CPU shared with other work more threads oversubscribe the cores)",
-    )
+    add_threads_argument(parser, default=1)
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --output")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the run in --output after its last finished phase (same options as that run)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also print the libraries' output (Trainer log dicts, progress bars, loading reports)",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1; got {args.threads}")
-    from ..demo import run_demo
+    from ..demo import DemoInterrupted, run_demo
 
     try:
         result = run_demo(
@@ -64,8 +73,13 @@ def _run(args: argparse.Namespace) -> int:
             device=args.device,
             num_threads=args.threads,
             overwrite=args.overwrite,
+            resume=args.resume,
+            verbose=args.verbose,
         )
     except FileExistsError as err:  # an earlier run in --output: a user error, no traceback
         raise ValueError(str(err)) from err
+    except DemoInterrupted as err:  # Ctrl-C: one line, the shell's status for SIGINT
+        print(f"brainvis demo: {err}", file=sys.stderr)
+        return 130
     print(result.report_path)
     return 0

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._threads import add_threads_argument
+
 DEFAULT_CLASSIFIER = "microsoft/beit-large-patch16-384"  # = evaluation.DEFAULT_IMAGE_CLASSIFIER (kept import-free)
 
 
@@ -55,6 +57,7 @@ def register(subparsers) -> None:
     zs.add_argument("--image-features", default=None, metavar="FILE",
                     help="safetensors file with 'queries' (N x D, EEG-side predictions in a CLIP image space, split order) "
                          "and 'candidates' (K x D, CLIP image features of the concepts' images, label order)")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._threads import add_threads_argument
+
 
 def register(subparsers) -> None:
     """Add `brainvis generate` to the top-level parser."""
@@ -50,6 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"), help="model dtype")
     p.add_argument("--contact-sheet-rows", type=int, default=16, help="EEGs shown in contact_sheet.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_argument(p)
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,8 @@ import sys
 
 from ..presets import PRESETS as _PRESETS
 
+from ._threads import add_threads_argument
+
 _STAGES = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
 # Trainer options exposed directly: (flag, type, help); every other TrainingArguments field can be
@@ -113,6 +115,7 @@ def register(subparsers) -> None:
         "--training-arg", action="append", default=[], metavar="NAME=VALUE",
         help="any other TrainingArguments field (VALUE parsed as JSON when possible); repeatable",
     )
+    add_threads_argument(parser)
     parser.set_defaults(func=_run)
 
 

@@ -437,7 +437,9 @@ def write_contact_sheet(
     def paste(rel: str | None, x: int, y: int) -> None:
         if rel and (root / rel).is_file():
             with PIL.Image.open(root / rel) as im:
-                sheet.paste(im.convert("RGB").resize((thumb, thumb), PIL.Image.BICUBIC), (x, y))
+                # enlarging (a 32-pixel demo image -> 128): nearest neighbour keeps the pixels sharp
+                resample = PIL.Image.NEAREST if max(im.size) <= thumb else PIL.Image.BICUBIC
+                sheet.paste(im.convert("RGB").resize((thumb, thumb), resample), (x, y))
         else:
             draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], outline="gray", fill=(235, 235, 235))
             draw.text((x + 4, y + thumb // 2 - 6), "n/a", fill="gray", font=font)

@@ -19,7 +19,9 @@ CLIP targets, class count, channels and samples). The run folder receives the be
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -188,6 +190,33 @@ def _check_init_type(folder: Path, config_dict: Mapping[str, Any], expected: str
         raise ValueError(f"--init {folder}: expected {what} (model_type {expected!r}), got model_type {got!r}")
 
 
+_logger = logging.getLogger(__name__)
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _expected_key_changes(explanation: str):
+    """Load a previous stage's folder without transformers' LOAD REPORT table.
+
+    A stage-to-stage init drops heads the next stage does not use (momentum encoder, tokenizer,
+    regressor, classifier) and creates new ones; the report would list each as UNEXPECTED or
+    MISSING although that is the intent. One line (``explanation``, INFO level) replaces it; other
+    loading warnings and errors (e.g. size mismatches) are kept.
+    """
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    drop = _DropLoadReport()
+    report_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        report_logger.removeFilter(drop)
+    _logger.info(explanation)
+
+
 def build_stage_model(
     stage: str,
     data: DataInfo,
@@ -254,14 +283,19 @@ def build_stage_model(
                     f"--init {folder}: continuing time-pretrain needs a masked-modeling checkpoint "
                     f"(architectures {config_dict.get('architectures')})"
                 )
-            model = BrainVisTimeEncoderForMaskedModeling.from_pretrained(str(folder), **_label_kwargs(data))
+            with _expected_key_changes(f"time-pretrain: continuing from {folder}"):
+                model = BrainVisTimeEncoderForMaskedModeling.from_pretrained(str(folder), **_label_kwargs(data))
         else:
             model_class = (
                 BrainVisFreqEncoderForEEGClassification if stage == "freq" else BrainVisTimeEncoderForEEGClassification
             )
             if _has_head(config_dict):
                 _check_num_labels(data, config_dict.get("num_labels", len(config_dict.get("id2label") or {})), source)
-            model = model_class.from_pretrained(str(folder), **_label_kwargs(data))
+            with _expected_key_changes(
+                f"{stage}: encoder weights from {folder}; its pre-training heads are dropped, a classifier head "
+                "is created where it has none"
+            ):
+                model = model_class.from_pretrained(str(folder), **_label_kwargs(data))
         _check_shape(data, model.config, source)
         return model, source
 
@@ -275,7 +309,11 @@ def build_stage_model(
         for folder, cfg in ((time_dir, time_dict), (freq_dir, freq_dict)):
             _check_shape(data, _Dims(cfg), f"--init {folder}")
         overrides = {**_unified_overrides(config_path), **_label_kwargs(data)}
-        model = BrainVisForEEGClassification.from_encoders(str(time_dir), str(freq_dir), **overrides)
+        with _expected_key_changes(
+            f"timefreq: encoders from {time_dir} and {freq_dir}; their classifier heads are dropped, the unified "
+            "model's head is new"
+        ):
+            model = BrainVisForEEGClassification.from_encoders(str(time_dir), str(freq_dir), **overrides)
         return model, source
 
     # align
@@ -298,7 +336,8 @@ def build_stage_model(
                     f"{data.path} are {prompt_shape[0]} x {prompt_shape[1]}"
                 )
         kwargs.update(prompt_sequence_length=prompt_shape[0], prompt_embed_dim=prompt_shape[1])
-    model = BrainVisForCLIPAlignment.from_pretrained(str(folder), **kwargs)
+    with _expected_key_changes(f"align: unified model from {folder}; the prompt projection is new"):
+        model = BrainVisForCLIPAlignment.from_pretrained(str(folder), **kwargs)
     return model, source
 
 
