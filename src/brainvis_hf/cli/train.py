@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True, help="prepared data folder (brainvis data prepare)")
     parser.add_argument("--output", required=True, help="run folder (the best model is saved in it)")
     parser.add_argument("--preset", default="paper", choices=_PRESETS,
-                        help="model + hyper-parameter preset (small: the demo's; things-eeg2-*: 17 channels x 100 samples at 100 Hz)")
+                        help="model + hyper-parameter preset (small: CPU minutes, tiny: seconds; things-eeg2-*: 17 channels x 100 samples at 100 Hz)")
     parser.add_argument("--config", default=None, help="model config.json replacing the preset's (fresh models)")
     parser.add_argument("--training-config", default=None, help="hyper-parameter JSON replacing the preset's")
     parser.add_argument(
