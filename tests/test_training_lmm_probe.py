@@ -34,7 +34,10 @@ def lmm_setup(tmp_path_factory):
     data_dir = prepare_dataset(load_eeg_imagenet(files.eeg_path, files.splits_path, cache_dir=root / "cache"),
                                root / "prepared")
     config = json.loads((preset_dir("time_encoder", "tiny") / "config.json").read_text())
-    config.update(hidden_size=64, intermediate_size=256)
+    # the paper's pooling (mean over units) and raw input: with the recipe's per-unit pooling a
+    # random encoder is already a near-linear decoder of these evoked signals (bench_learning
+    # measures both: benchmarks/README.md)
+    config.update(hidden_size=64, intermediate_size=256, input_normalization=None, pooling_segments=1)
     config_path = root / "time_encoder_64.json"
     config_path.write_text(json.dumps(config))
     return data_dir, config_path, root
@@ -63,6 +66,7 @@ def test_lmm_linear_probe_beats_random_encoders(lmm_setup):
         lmm_probes.append(probe(result.model))
 
     chance = 1 / 40
-    print(f"LMM probes {np.round(lmm_probes, 3)}, random probes {np.round(random_probes, 3)}")
+    print(f"LMM probes {np.round(lmm_probes, 3)} (mean {np.mean(lmm_probes):.3f} +- {np.std(lmm_probes):.3f}), "
+          f"random probes {np.round(random_probes, 3)} (mean {np.mean(random_probes):.3f} +- {np.std(random_probes):.3f})")
     assert min(random_probes) > chance  # the baseline is a real one, not a broken encoder
     assert np.mean(lmm_probes) > np.mean(random_probes) + MARGIN
