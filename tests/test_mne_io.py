@@ -248,6 +248,20 @@ def test_pipeline_accepts_mne_epochs(named_pipeline):
         named_pipeline(short, **fast)
 
 
+def test_pipeline_accepts_raw_and_events(named_pipeline):
+    names = [f"E{i}" for i in range(128)]
+    data = np.random.default_rng(9).standard_normal((128, 3000))
+    raw = mne.io.RawArray(data[::-1].copy(), mne.create_info(names[::-1], 1000.0, "eeg"), verbose="error")
+    onsets = [200, 1700]
+    events = np.array([[s, 0, 1] for s in onsets])
+    fast = dict(num_inference_steps=2, refine_num_inference_steps=3, output_type="np")
+    from_raw = named_pipeline((raw, events), generator=[torch.Generator().manual_seed(s) for s in (1, 2)], **fast)
+    manual = torch.from_numpy(np.stack([data[:, s + 20 : s + 460] for s in onsets]).astype(np.float32))
+    from_array = named_pipeline(manual, generator=[torch.Generator().manual_seed(s) for s in (1, 2)], **fast)
+    np.testing.assert_allclose(from_raw.images, from_array.images, atol=1e-5)
+    assert from_raw.predicted_labels == from_array.predicted_labels
+
+
 def test_generate_cli_reads_epochs_files(tiny_pipeline_dir, tmp_path):
     from brainvis_hf.cli import main
 

@@ -101,6 +101,14 @@ def _is_mne_epochs(obj) -> bool:
     return any(c.__name__ == "BaseEpochs" and c.__module__.startswith("mne.") for c in type(obj).__mro__)
 
 
+def _is_mne_raw_and_events(obj) -> bool:
+    """True for a ``(mne.io.Raw, events)`` pair, without importing MNE."""
+    return (
+        isinstance(obj, tuple) and len(obj) == 2
+        and any(c.__name__ == "BaseRaw" and c.__module__.startswith("mne.") for c in type(obj[0]).__mro__)
+    )  # fmt: skip
+
+
 class BrainVisPipeline(DiffusionPipeline):
     r"""Cascaded EEG -> image pipeline of BrainVis (Fu et al., ICASSP 2025).
 
@@ -221,7 +229,8 @@ class BrainVisPipeline(DiffusionPipeline):
         Accepts one recording ``(C, T)`` or a batch ``(B, C, T)`` as a tensor or NumPy array, a
         Python list of ``(C, T)`` recordings (they may differ in length before the cut), or an
         ``mne.Epochs`` object (channels picked by name, resampled and cropped to the model by
-        :func:`brainvis_hf.data.mne_io.epochs_to_eeg_values`). Recordings already
+        :func:`brainvis_hf.data.mne_io.epochs_to_eeg_values`), or a ``(mne.io.Raw, events)`` pair
+        (an MNE events array; epochs are cut around each event). Recordings already
         ``num_samples`` long are used as they are; longer raw recordings are cut to
         ``eeg_encoder.config.eeg_time_window`` like the training data.
         """
@@ -229,6 +238,10 @@ class BrainVisPipeline(DiffusionPipeline):
             from ..data.mne_io import epochs_to_eeg_values
 
             eeg_values = epochs_to_eeg_values(eeg_values, self.eeg_encoder.config)
+        elif _is_mne_raw_and_events(eeg_values):
+            from ..data.mne_io import raw_to_eeg_values
+
+            eeg_values = raw_to_eeg_values(eeg_values[0], eeg_values[1], self.eeg_encoder.config)
         if isinstance(eeg_values, (list, tuple)):
             if len(eeg_values) == 0:
                 raise ValueError("`eeg_values` is an empty list: no recordings.")
