@@ -9,7 +9,9 @@ Computation: :func:`brainvis_hf.evaluation.zero_shot_retrieval` (scores from
 import datasets
 import evaluate
 from brainvis_hf.evaluation import zero_shot_retrieval
-from brainvis_hf.hub.citations import NICE_CITATION, THINGS_EEG2_CITATION, join_citations
+from brainvis_hf.hub.citations import NICE_CITATION
+from brainvis_hf.hub.citations import THINGS_EEG2_CITATION
+from brainvis_hf.hub.citations import join_citations
 
 _DESCRIPTION = """
 Per EEG recording, the similarities to K candidate concepts that never occurred in training
