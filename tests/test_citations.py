@@ -53,3 +53,15 @@ def test_cards_and_builder_cite_the_full_author_list():
 
 def test_join_citations():
     assert citations.join_citations("@a{x}\n", "\n@b{y}") == "@a{x}\n\n@b{y}"
+
+
+def test_things_eeg2_builder_and_zero_shot_module_cite_from_here():
+    import evaluate
+
+    from brainvis_hf.data import things_eeg2
+    from brainvis_hf.evaluation import metric_module_path
+
+    assert things_eeg2._CITATION == citations.THINGS_EEG2_CITATION
+    assert "Gifford, Alessandro T." in citations.THINGS_EEG2_CITATION
+    metric = evaluate.load(metric_module_path("zero_shot_retrieval"))
+    assert metric.citation == citations.join_citations(citations.THINGS_EEG2_CITATION, citations.NICE_CITATION)

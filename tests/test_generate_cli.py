@@ -349,3 +349,15 @@ def test_help_lists_the_options(capsys):
     for option in ("--model", "--eeg", "--output", "--num-images-per-eeg", "--steps", "--refine-steps", "--no-refine",
                    "--seed", "--batch-size", "--split", "--indices", "--device"):  # fmt: skip
         assert option in text
+
+
+def test_the_manifest_names_have_one_home():
+    """generate_folder (the app) and evaluation/report.py (the library) share generation_manifest.py."""
+    from brainvis_hf import generation_manifest
+    from brainvis_hf.evaluation import report
+    from brainvis_hf.pipelines import generate_folder
+
+    for name in ("MANIFEST_NAME", "PARTS_DIR", "read_manifest", "merge_manifests", "check_manifest_paths", "write_manifest"):
+        assert getattr(generate_folder, name) is getattr(generation_manifest, name)
+    assert report.check_manifest_paths is generation_manifest.check_manifest_paths
+    assert report.MANIFEST_NAME == generation_manifest.MANIFEST_NAME == "manifest.json"

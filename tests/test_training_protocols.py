@@ -257,3 +257,16 @@ def test_temporal_adjacency_probe_exposes_a_block_design():
     assert randomised["accuracy"] < 0.45 and randomised["p_value"] > 0.01
     with pytest.raises(ValueError, match="split 'test' has no column 'trial'"):
         temporal_adjacency_probe(design(np.arange(100)), order_column="trial")
+
+
+def test_split_hash_names_have_one_home_in_data_splits():
+    """data/prepare.py writes splits.json, so the hashes live in data/ (data never imports training);
+    the old import paths give the same objects."""
+    import brainvis_hf.training
+    from brainvis_hf.data import splits
+    from brainvis_hf.training import protocols
+
+    for name in ("split_hashes", "write_split_manifest", "read_split_manifest", "split_record", "split_overlap", "SPLITS_MANIFEST"):
+        assert getattr(protocols, name) is getattr(splits, name)
+    assert brainvis_hf.training.split_hashes is splits.split_hashes
+    assert brainvis_hf.training.split_record is splits.split_record

@@ -9,7 +9,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # `.<name>.tmp<pid>`: the temporary names of the atomic writers (generate_folder, clip targets)
 _TMP_NAME = re.compile(r"^\..+\.tmp(\d+)$")
@@ -46,6 +46,20 @@ def dumps_strict(data: Any, path: str | os.PathLike | None = None, **kwargs: Any
             raise
         target = f"{path}: " if path is not None else ""
         raise ValueError(f"{target}refusing to write the non-finite number at {key!r} into JSON (NaN/Infinity is not valid JSON).") from err
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on ``.<name>.tmp<pid>`` next to ``path``, then move it into place: a reader
+    sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:  # a full disk or Ctrl-C: leave no partial file behind (a kill -9 is cleaned on the next run)
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, str(tmp)):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err  # name the file, not the temporary
+        raise
 
 
 def confined_path(root: str | os.PathLike, relative: Any, source: str | os.PathLike, where: str) -> Path:

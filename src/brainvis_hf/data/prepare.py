@@ -34,6 +34,7 @@ from ..hub.upload import push_folder_to_hub
 from .eeg_imagenet import _CITATION
 from .synthetic import _default_mode
 from .labels import WNID_TO_WORDS
+from .splits import write_split_manifest
 
 DATA_DIR = "data"
 CHECKSUMS_NAME = "checksums.json"
@@ -115,8 +116,6 @@ def prepare_dataset(
             citation=citation, license_note=license_note,
         )
         card.save(tmp / "README.md")
-        from ..training.protocols import write_split_manifest
-
         write_split_manifest(tmp, dataset_dict)  # DIR/splits.json: split content hashes (docs/protocols.md)
         write_checksums(tmp)
         os.chmod(tmp, _default_mode(0o777))

@@ -41,6 +41,7 @@ from typing import Any, Iterator, Sequence
 import datasets
 import numpy as np
 
+from ..hub.citations import THINGS_EEG2_CITATION
 from .eeg_imagenet import _file_fingerprint, validate_image_name
 
 TRAINING_FILE = "preprocessed_eeg_training.npy"
@@ -53,16 +54,7 @@ _METADATA_KEYS = ("train_img_concepts", "train_img_files", "test_img_concepts", 
 _SUBJECT_STRIDE = 100_000_000
 _IMAGE_STRIDE = 1_000
 
-_CITATION = """\
-@article{gifford2022large,
-  title   = {A large and rich EEG dataset for modeling human visual object recognition},
-  author  = {Gifford, Alessandro T. and Dwivedi, Kshitij and Roig, Gemma and Cichy, Radoslaw M.},
-  journal = {NeuroImage},
-  volume  = {264},
-  pages   = {119754},
-  year    = {2022}
-}
-"""
+_CITATION = THINGS_EEG2_CITATION
 
 _DESCRIPTION = (
     "THINGS-EEG2 (Gifford et al., NeuroImage 2022), preprocessed release: 17 occipito-parietal "

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..generation_manifest import MANIFEST_NAME, check_manifest_paths
 from ..plots import plot_confusion_matrix, plot_message, plot_per_class_ga
 from .classification_metrics import eeg_classification_metrics
 from .features import (
@@ -32,8 +33,6 @@ from .features import (
 from .generation_metrics import frechet_distance, inception_score, n_way_top_k_hit_rates
 from .image_classifier import DEFAULT_IMAGE_CLASSIFIER, classify_images, load_image_classifier
 from .structural_similarity import ssim
-
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
@@ -69,8 +68,6 @@ def read_generated_folder(generated_dir: str | Path) -> GeneratedFolder:
         raise ValueError(f"{manifest_path} is not valid JSON: {err}") from err
     if not isinstance(manifest, dict):
         raise _fail(root, f"expected a JSON object at the top level; got {type(manifest).__name__}")
-    from ..pipelines.generate_folder import check_manifest_paths
-
     check_manifest_paths(manifest, root, manifest_path)  # no file outside the folder is read
     for key in ("eegs", "images"):
         if not isinstance(manifest.get(key), list) or not manifest[key]:

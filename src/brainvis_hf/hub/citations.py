@@ -22,6 +22,15 @@ EEG_IMAGENET_CITATION = """@inproceedings{spampinato2017deep,
   year      = {2017}
 }"""
 
+THINGS_EEG2_CITATION = """@article{gifford2022large,
+  title   = {A large and rich EEG dataset for modeling human visual object recognition},
+  author  = {Gifford, Alessandro T. and Dwivedi, Kshitij and Roig, Gemma and Cichy, Radoslaw M.},
+  journal = {NeuroImage},
+  volume  = {264},
+  pages   = {119754},
+  year    = {2022}
+}"""
+
 # the works behind the bundled `evaluate` metrics
 FID_CITATION = """@inproceedings{heusel2017gans,
   title     = {GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium},
@@ -51,6 +60,15 @@ DREAMDIFFUSION_CITATION = """@inproceedings{bai2023dreamdiffusion,
 }"""
 
 
+# the zero-shot retrieval protocol on THINGS-EEG2 (NICE)
+NICE_CITATION = """@inproceedings{song2024decoding,
+  title     = {Decoding Natural Images from EEG for Object Recognition},
+  author    = {Song, Yonghao and Liu, Bingchuan and Li, Xiang and Shi, Nanlin and Wang, Yijun and Gao, Xiaorong},
+  booktitle = {ICLR},
+  year      = {2024}
+}"""
+
+
 def join_citations(*entries: str) -> str:
     """Several BibTeX entries as one block (a blank line between entries)."""
     return "\n\n".join(entry.strip() for entry in entries)
@@ -62,6 +80,8 @@ __all__ = [
     "EEG_IMAGENET_CITATION",
     "FID_CITATION",
     "INCEPTION_SCORE_CITATION",
+    "NICE_CITATION",
     "SSIM_CITATION",
+    "THINGS_EEG2_CITATION",
     "join_citations",
 ]

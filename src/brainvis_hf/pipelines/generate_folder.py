@@ -19,7 +19,6 @@ main process merges them into ``manifest.json``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,11 +29,17 @@ import numpy as np
 import PIL.Image
 from tqdm.auto import tqdm
 
-from .._io import confined_path, dumps_strict, remove_stale_temporaries
+from .._io import atomic_write, remove_stale_temporaries
+from ..generation_manifest import (  # noqa: F401  (check_manifest_paths: re-exported, its home is generation_manifest.py)
+    MANIFEST_NAME,
+    PARTS_DIR,
+    check_manifest_paths,
+    load_manifest_document,
+    merge_manifests,
+    read_manifest,
+    write_manifest,
+)
 from ..ids import SAFE_ID_RULE, is_safe_id
-
-MANIFEST_NAME = "manifest.json"
-PARTS_DIR = ".manifest_parts"
 CONTACT_SHEET_NAME = "contact_sheet.png"
 # settings that must match when resuming into an existing folder
 _RESUME_KEYS = (
@@ -271,7 +276,7 @@ def load_eeg_records(
 
 
 # ---------------------------------------------------------------------------------------------
-# Sharding and manifests
+# Sharding (the manifest: generation_manifest.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -285,97 +290,11 @@ def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
     return list(items[start : start + per + (1 if rank < extra else 0)])
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as err:  # a full disk or Ctrl-C: leave no partial file behind (a kill -9 is cleaned on the next run)
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, str(tmp)):
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from err  # name the file, not the temporary
-        raise
-
-
-def _write_json(path: Path, data: Any) -> None:
-    text = dumps_strict(data, path, indent=1)  # before the write: a refused value leaves the old file
-    _atomic_write_bytes(path, lambda p: p.write_text(text, encoding="utf-8"))
+_write_json = write_manifest  # the old private name
 
 
 def _save_png(image: PIL.Image.Image, path: Path) -> None:
-    _atomic_write_bytes(path, lambda p: image.convert("RGB").save(p, format="PNG"))
-
-
-def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The merged manifest of ``output_dir`` (``manifest.json`` plus unmerged part files), or ``None``."""
-    root = Path(output_dir)
-    documents = []
-    if (root / MANIFEST_NAME).is_file():
-        documents.append(_load_manifest_document(root / MANIFEST_NAME, root))
-    for part in sorted((root / PARTS_DIR).glob("*.json")) if (root / PARTS_DIR).is_dir() else []:
-        document = _load_manifest_document(part, root, tolerate_invalid=True)
-        if document is not None:  # None: a part file damaged on disk; its images are simply redone
-            documents.append(document)
-    if not documents:
-        return None
-    return merge_manifests(documents)
-
-
-def _load_manifest_document(path: Path, root: Path, tolerate_invalid: bool = False) -> dict[str, Any] | None:
-    """One manifest or part file, with its file entries checked to stay inside ``root``."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        if tolerate_invalid:
-            return None
-        raise ValueError(f"{path} is not valid JSON ({err}); move it away to start afresh.") from err
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(document).__name__}; move it away to start afresh.")
-    for key in ("images", "eegs"):
-        entries = document.get(key, [])
-        if not isinstance(entries, list):
-            raise ValueError(f"{path}: {key!r} must be a list, got {type(entries).__name__}; move the file away to start afresh.")
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or "eeg_id" not in entry or (key == "images" and not isinstance(entry.get("sample"), int)):
-                raise ValueError(f"{path}: {key}[{i}] is not a valid entry ({entry!r:.80}); move the file away to start afresh.")
-    check_manifest_paths(document, root, path)
-    return document
-
-
-def check_manifest_paths(document: dict[str, Any], root: str | os.PathLike, source: str | os.PathLike) -> None:
-    """Refuse manifest entries whose files are absolute or outside ``root`` (see :func:`confined_path`)."""
-    for key, fields in (("images", ("file", "stage1_file")), ("eegs", ("ground_truth",))):
-        entries = document.get(key, [])
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            for name in fields if isinstance(entry, dict) else ():
-                if entry.get(name) is not None:
-                    confined_path(root, entry[name], source, f"{key}[{i}].{name}")
-
-
-def merge_manifests(documents: Sequence[dict[str, Any]], eeg_order: Sequence[str] = ()) -> dict[str, Any]:
-    """Merge manifests (later documents win per EEG / image).
-
-    ``eegs`` are ordered by ``eeg_order`` first, then by first appearance; ``images`` follow their
-    EEG's position, then the sample index.
-    """
-    merged: dict[str, Any] = {}
-    eegs: dict[str, dict] = {}
-    images: dict[tuple[str, int], dict] = {}
-    for doc in documents:
-        for key, value in doc.items():
-            if key not in ("eegs", "images"):
-                merged[key] = value
-        for entry in doc.get("eegs", []):
-            eegs[str(entry["eeg_id"])] = entry
-        for entry in doc.get("images", []):
-            images[(str(entry["eeg_id"]), int(entry["sample"]))] = entry
-    order = list(dict.fromkeys([str(e) for e in eeg_order if str(e) in eegs] + list(eegs)))
-    position = {eeg_id: i for i, eeg_id in enumerate(order)}
-    merged["eegs"] = [eegs[eeg_id] for eeg_id in order]
-    merged["images"] = [
-        images[key] for key in sorted(images, key=lambda k: (position.get(k[0], len(position)), k[0], k[1]))
-    ]
-    return merged
+    atomic_write(path, lambda p: image.convert("RGB").save(p, format="PNG"))
 
 
 def _check_resumable(existing: dict[str, Any], header: dict[str, Any], output_dir: Path) -> None:
@@ -573,7 +492,7 @@ def generate_to_folder(
     part_path = root / PARTS_DIR / f"rank{rank:03d}.json"
     # keep what this rank's part file already records: a run interrupted before the merge below
     # must not lose the images of the runs before it (they are in `existing`, not yet in manifest.json)
-    previous_part = _load_manifest_document(part_path, root, tolerate_invalid=True) if part_path.is_file() else None
+    previous_part = load_manifest_document(part_path, root, tolerate_invalid=True) if part_path.is_file() else None
     part: dict[str, Any] = {**header, "eegs": [], "images": list((previous_part or {}).get("images", []))}
     eeg_entries: dict[str, dict] = {str(e["eeg_id"]): e for e in (previous_part or {}).get("eegs", [])}
     fresh_eegs: set[str] = set()
@@ -617,7 +536,7 @@ def generate_to_folder(
                 }
             part["images"].append(entry)
         part["eegs"] = list(eeg_entries.values())
-        _write_json(part_path, part)  # recorded: a crash after this point loses nothing
+        write_manifest(part_path, part)  # recorded: a crash after this point loses nothing
         bar.update(len(batch))
     bar.close()
 
@@ -627,13 +546,13 @@ def generate_to_folder(
         documents = ([existing] if existing is not None else []) + [header]
         parts = sorted((root / PARTS_DIR).glob("*.json"))
         for path in parts:
-            document = _load_manifest_document(path, root, tolerate_invalid=True)
+            document = load_manifest_document(path, root, tolerate_invalid=True)
             if document is not None:
                 documents.append(document)
         previous = [str(e["eeg_id"]) for e in (existing or {}).get("eegs", [])]
         manifest = merge_manifests(documents, eeg_order=previous + [r.eeg_id for r in records])
         manifest = {key: manifest[key] for key in ("model", "num_images_per_eeg", "class_names", "generation", "eegs", "images")}
-        _write_json(root / MANIFEST_NAME, manifest)
+        write_manifest(root / MANIFEST_NAME, manifest)
         for path in parts:
             path.unlink()
         write_contact_sheet(root, manifest, max_rows=contact_sheet_rows)

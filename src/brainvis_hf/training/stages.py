@@ -569,6 +569,7 @@ def train_stage(
     """
     from ..data import BrainVisDataCollator
     from ..data.prepare import load_prepared_dataset
+    from ..data.splits import split_record
     from ..hub import training_run_card
     from ..plots import plot_training_curves
     from .callbacks import LinearProbeCallback, MomentumUpdateCallback
@@ -592,8 +593,6 @@ def train_stage(
     data_dir = Path(data_dir)
     dataset_dict = load_prepared_dataset(data_dir)
     data = describe_data(dataset_dict, data_dir)
-    from .protocols import split_record
-
     splits_record = split_record(data_dir, dataset_dict)  # hashes of the splits used (docs/protocols.md)
 
     clip_targets = None

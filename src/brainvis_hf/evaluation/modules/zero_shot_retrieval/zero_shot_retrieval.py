@@ -9,6 +9,9 @@ Computation: :func:`brainvis_hf.evaluation.zero_shot_retrieval` (scores from
 import datasets
 import evaluate
 from brainvis_hf.evaluation import zero_shot_retrieval
+from brainvis_hf.hub.citations import NICE_CITATION
+from brainvis_hf.hub.citations import THINGS_EEG2_CITATION
+from brainvis_hf.hub.citations import join_citations
 
 _DESCRIPTION = """
 Per EEG recording, the similarities to K candidate concepts that never occurred in training
@@ -33,10 +36,7 @@ Examples:
     0.5
 """
 
-_CITATION = """
-@article{gifford2022large, title={A large and rich EEG dataset for modeling human visual object recognition}, author={Gifford, Alessandro T. and Dwivedi, Kshitij and Roig, Gemma and Cichy, Radoslaw M.}, journal={NeuroImage}, year={2022}}
-@inproceedings{song2024decoding, title={Decoding Natural Images from EEG for Object Recognition}, author={Song, Yonghao and Liu, Bingchuan and Li, Xiang and Shi, Nanlin and Wang, Yijun and Gao, Xiaorong}, booktitle={ICLR}, year={2024}}
-"""
+_CITATION = join_citations(THINGS_EEG2_CITATION, NICE_CITATION)
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
