@@ -167,6 +167,7 @@ def main(argv=None) -> int:
     parser.add_argument("--images-per-class", type=int, default=10, help="40 classes x N images x 2 subjects")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable on a shared CPU)")
     parser.add_argument("--output", default="bench-learning")
+    parser.add_argument("--report-only", action="store_true", help="summarise the cells already in --output; train nothing")
     parser.add_argument("--shard", type=lambda v: tuple(int(x) for x in v.split("/")), default=None, metavar="I/N",
                         help="run only every N-th cell starting at I (run N processes, one per core)")
     args = parser.parse_args(argv)
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     started = time.time()
     for family, difficulty, seed in tqdm(cells, desc=f"bench_learning ({args.preset})", unit="cell"):
         key = f"{family}|{difficulty}|{seed}"
-        if key in results:
+        if key in results or args.report_only:
             continue
         if args.shard is not None and cells.index((family, difficulty, seed)) % args.shard[1] != args.shard[0]:
             continue

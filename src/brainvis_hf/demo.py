@@ -578,7 +578,7 @@ def _run_demo(
     fingerprint = json.loads(json.dumps({
         "brainvis_hf": __version__, "seed": seed, "quick": quick, "sd_model": sd_model, "classifier": classifier,
         "feature_extractor": feature_extractor, "settings": asdict(settings),
-    }))  # fmt: skip
+    }, allow_nan=False))  # fmt: skip
     state = _open_state(output_dir, fingerprint, resume=resume, overwrite=overwrite, log=log)
     (output_dir / "logs").mkdir(exist_ok=True)
     progress = _Progress(PHASES, log, verbose)
