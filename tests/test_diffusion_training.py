@@ -23,8 +23,10 @@ def _state(module) -> dict[str, torch.Tensor]:
 
 def test_loss_goes_down_and_the_run_folder_is_complete(prepared_data_dir, tmp_path):
     out = tmp_path / "run"
+    # epsilon: its loss starts at ~1 whatever the VAE; after 30 VAE steps the latents are not yet
+    # unit-variance, which inflates the v-prediction loss of this short run
     result = train_diffusion(prepared_data_dir, out, vae_steps=30, max_steps=40, save_steps=40, learning_rate=3e-3,
-                             lr_warmup_steps=5, **TINY)
+                             lr_warmup_steps=5, prediction_type="epsilon", **TINY)
     metrics = json.loads((out / "metrics.json").read_text())  # strict JSON (allow_nan=False when written)
     losses = [r["loss"] for r in metrics["log_history"]]
     assert len(losses) == 40 and metrics["global_step"] == 40
@@ -41,6 +43,7 @@ def test_loss_goes_down_and_the_run_folder_is_complete(prepared_data_dir, tmp_pa
     components = load_diffusion_components(out)
     assert components["vae"].config.scaling_factor == pytest.approx(metrics["vae"]["scaling_factor"])
     assert components["unet"].config.cross_attention_dim == components["text_encoder"].config.hidden_size == 32
+    assert components["scheduler"].config.prediction_type == metrics["prediction_type"] == "epsilon"
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(prepared_data_dir, tmp_path):
@@ -154,3 +157,38 @@ def test_image_classifier_trains_saves_and_loads_like_any_model(prepared_data_di
     assert accuracy == pytest.approx(result.metrics["test_accuracy"])  # same images, same preprocessing
     assert accuracy > 0.2  # chance 0.025
     assert [model.config.id2label[i] for i in sorted(test.class_names)] == [test.class_names[i] for i in sorted(test.class_names)]
+
+
+# ----------------------------------------------------------------------------------------------
+# the demo weights shipped in the package
+
+
+def test_shipped_demo_weights_are_the_manifests_and_use_the_tiny_text_encoder():
+    from brainvis_hf.pipelines.tiny import build_tiny_clip_text_model, build_tiny_clip_tokenizer
+    from brainvis_hf.training.demo_weights import DEMO_WEIGHTS_DIR, load_demo_diffusion_components, weight_hashes
+
+    manifest = json.loads((DEMO_WEIGHTS_DIR / "manifest.json").read_text())
+    assert weight_hashes(DEMO_WEIGHTS_DIR) == manifest["sha256"]
+    total = sum((DEMO_WEIGHTS_DIR / name).stat().st_size for name in manifest["sha256"])
+    assert total < 6 * 2**20  # small enough for the wheel
+    components = load_demo_diffusion_components()
+    # the demo's CLIP targets use this text encoder: it is the tiny seed-0 one, unchanged
+    reference = build_tiny_clip_text_model(seed=0, tokenizer=build_tiny_clip_tokenizer()).state_dict()
+    loaded = components["text_encoder"].state_dict()
+    assert all(torch.equal(reference[k], loaded[k]) for k in reference)
+    assert components["tokenizer"].get_vocab() == build_tiny_clip_tokenizer().get_vocab()
+
+
+def test_shipped_demo_weights_draw_the_prompted_class():
+    """One image per class from its class words (20 PLMS steps): the shipped classifier recognises
+    most of them (chance: 1/40)."""
+    from brainvis_hf.evaluation.image_classifier import classify_images, load_image_classifier
+    from brainvis_hf.training.demo_weights import demo_image_classifier_dir, load_demo_diffusion_components
+    from brainvis_hf.training.diffusion import generate_from_prompts
+
+    model, processor = load_image_classifier(str(demo_image_classifier_dir()), "cpu")
+    words = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    images = generate_from_prompts(load_demo_diffusion_components(), words, num_inference_steps=20, seed=0)
+    probs = classify_images(list(images), model, image_processor=processor)
+    accuracy = float((probs.argmax(1) == np.arange(len(words))).mean())
+    assert accuracy >= 0.5, accuracy
