@@ -53,6 +53,9 @@ _LAZY_IMPORTS: dict[str, str] = {
     "set_signal_info": ".models.configuration_brainvis",
     # training
     "train_stage": ".training",
+    "train_diffusion": ".training.diffusion",
+    "load_diffusion_components": ".training.diffusion",
+    "train_image_classifier": ".training.image_classifier",
     "compute_clip_targets": ".data.clip_targets",
     "load_clip_targets": ".data.clip_targets",
     # demo
@@ -154,3 +157,5 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from .models.convert_original import convert_original_checkpoints
     from .pipelines import BrainVisPipeline, BrainVisPipelineOutput, assemble_brainvis_pipeline
     from .training import train_stage
+    from .training.diffusion import load_diffusion_components, train_diffusion
+    from .training.image_classifier import train_image_classifier

@@ -36,6 +36,15 @@ _LAZY: dict[str, str] = {
     "shuffled_label_dataset": ".protocols",
     "run_controls": ".protocols",
     "temporal_adjacency_probe": ".protocols",
+    "train_diffusion": ".diffusion",
+    "load_diffusion_components": ".diffusion",
+    "DiffusionTrainingResult": ".diffusion",
+    "train_image_classifier": ".image_classifier",
+    "train_demo_diffusion": ".demo_weights",
+    "train_demo_image_classifier": ".demo_weights",
+    "load_demo_diffusion_components": ".demo_weights",
+    "demo_diffusion_dir": ".demo_weights",
+    "demo_image_classifier_dir": ".demo_weights",
 }
 
 __all__ = sorted(_LAZY)
