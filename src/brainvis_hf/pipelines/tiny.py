@@ -211,8 +211,15 @@ def build_tiny_unet(
     cross_attention_dim: int = 32,
     sample_size: int = 16,
     block_out_channels: tuple[int, int] = (8, 16),
+    *,
+    attention_head_dim: int = 4,
+    norm_num_groups: int = 4,
+    **unet_kwargs,
 ):
-    """A tiny random ``UNet2DConditionModel`` with Stable Diffusion v1.x's block layout."""
+    """A tiny random ``UNet2DConditionModel`` with Stable Diffusion v1.x's block layout (eval mode).
+
+    ``unet_kwargs`` go to ``UNet2DConditionModel`` (e.g. the demo's ``addition_embed_type``).
+    """
     from diffusers import UNet2DConditionModel
 
     with torch.random.fork_rng(devices=[]):
@@ -226,8 +233,9 @@ def build_tiny_unet(
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=cross_attention_dim,
-            attention_head_dim=4,
-            norm_num_groups=4,
+            attention_head_dim=attention_head_dim,
+            norm_num_groups=norm_num_groups,
+            **unet_kwargs,
         )
     return unet.eval()
 

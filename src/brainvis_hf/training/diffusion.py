@@ -41,6 +41,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..pipelines.tiny import build_tiny_unet
+
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 LORA_INFO_NAME = "brainvis_diffusion_lora.json"
@@ -90,25 +92,11 @@ def build_small_unet(
     sees the prompt. The UNet still takes only ``encoder_hidden_states`` (the pipeline's inputs
     do not change); on the demo data the class is learnt several times faster with it.
     """
-    from diffusers import UNet2DConditionModel
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=sample_size,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=cross_attention_dim,
-            attention_head_dim=8,
-            norm_num_groups=8,
-            addition_embed_type="text" if pooled_text_conditioning else None,
-            addition_embed_type_num_heads=max(1, cross_attention_dim // 8),
-        )
-    return unet
+    return build_tiny_unet(
+        seed, cross_attention_dim, sample_size, tuple(block_out_channels), attention_head_dim=8, norm_num_groups=8,
+        addition_embed_type="text" if pooled_text_conditioning else None,
+        addition_embed_type_num_heads=max(1, cross_attention_dim // 8),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
