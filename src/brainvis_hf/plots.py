@@ -143,6 +143,25 @@ def plot_stage_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path
     return _save(fig, path)
 
 
+def plot_diffusion_losses(
+    history: Sequence[Mapping[str, Any]], vae_history: Sequence[Mapping[str, Any]], path: str | os.PathLike
+) -> Path:
+    """The diffusion stage's loss curves (UNet noise-prediction MSE; VAE reconstruction MSE when the
+    VAE was trained too) against the optimizer step, log scale, as PNG."""
+    panels = [("UNet noise-prediction loss (MSE)", history, "loss")]
+    if vae_history:
+        panels.insert(0, ("VAE reconstruction MSE", vae_history, "vae_mse"))
+    fig, axes = _figure(1, len(panels), figsize=(4.6 * len(panels), 3.3))
+    for ax, (title, records, key) in zip(axes.flat, panels):
+        ax.plot([r["step"] for r in records], [r[key] for r in records])
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_eeg_traces(
     eeg: np.ndarray,
     path: str | os.PathLike,

@@ -691,27 +691,13 @@ def train_diffusion(
 
 def _plot_losses(history: list[dict[str, Any]], vae_history: list[dict[str, Any]], path: Path) -> Path | None:
     try:
-        import matplotlib
+        from ..plots import plot_diffusion_losses
+    except ImportError:  # pragma: no cover - plots imports matplotlib lazily
+        return None
+    try:
+        return plot_diffusion_losses(history, vae_history, path)
     except ImportError:  # matplotlib is in the `train` extra
         return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("UNet noise-prediction loss (MSE)", history, "loss")]
-    if vae_history:
-        panels.insert(0, ("VAE reconstruction MSE", vae_history, "vae_mse"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.3), squeeze=False)
-    for ax, (title, records, key) in zip(axes.flat, panels):
-        steps = [r["step"] for r in records]
-        ax.plot(steps, [r[key] for r in records])
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 @torch.no_grad()
