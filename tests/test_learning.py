@@ -248,3 +248,22 @@ def test_tiny_chain_reaches_the_linear_baseline_on_an_unseen_family(tmp_path):
     assert chain >= 0.8 * linear
     card = (tmp_path / "tf" / "README.md").read_text()
     assert "linear baseline" in card.lower()
+
+
+def test_runs_record_the_recipe_options_that_differ_from_the_paper():
+    from brainvis_hf.hub.cards import linear_baseline_text
+    from brainvis_hf.models import BrainVisConfig, BrainVisTimeEncoderConfig
+    from brainvis_hf.training.stages import recipe_options
+
+    tiny = BrainVisConfig.from_pretrained(preset_dir("timefreq", "tiny"))
+    assert recipe_options(tiny, {"lr_scheduler_type": "cosine", "optim": "adamw_torch"}) == {
+        "time.input_normalization": "recording", "time.pooling_segments": 110, "freq.spectrum_scaling": "log",
+        "freq.spectrum_normalization": "batch", "freq.readout": "flatten", "lr_scheduler_type": "cosine",
+    }
+    assert recipe_options(BrainVisTimeEncoderConfig()) == {}  # the paper's network: nothing to declare
+    metrics = {"evaluation": {"test": {"accuracy": 0.05}}, "linear_baseline": {"model": "LR", "test": {"accuracy": 0.99}}}
+    text = linear_baseline_text(metrics)
+    assert "test 0.99" in text and "this model: 0.05" in text and "underperforms a linear decoder" in text
+    metrics["evaluation"]["test"]["accuracy"] = 0.95
+    assert "underperforms" not in linear_baseline_text(metrics)
+    assert linear_baseline_text({"evaluation": {}}) == ""

@@ -762,25 +762,24 @@ _RECIPE_FIELDS = {
     "time": ("input_normalization", "pooling_segments"),
     "freq": ("spectrum_scaling", "spectrum_normalization", "readout"),
 }
-_PAPER_VALUES = {"input_normalization": None, "pooling_segments": 1, "spectrum_scaling": None,
-                 "spectrum_normalization": None, "readout": "last"}
 
 
 def recipe_options(config, hyperparameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The opt-in learning-recipe options a model uses (those that differ from the paper), plus the
-    learning-rate schedule: what a card must say about how a run was trained."""
+    """The opt-in learning-recipe options a model uses (those that differ from the configuration's
+    default, the paper's behaviour), plus the learning-rate schedule: what a card must say about
+    how a run was trained."""
     if config is None:
         return {}
-    configs = {"time": getattr(config, "time_config", None), "freq": getattr(config, "freq_config", None)}
+    branches = {"time": getattr(config, "time_config", None), "freq": getattr(config, "freq_config", None)}
     if config.model_type == "brainvis_time_encoder":
-        configs["time"] = config
+        branches["time"] = config
     elif config.model_type == "brainvis_freq_encoder":
-        configs["freq"] = config
+        branches["freq"] = config
     options: dict[str, Any] = {}
-    for branch, fields in _RECIPE_FIELDS.items():
-        for field in fields:
-            value = getattr(configs[branch], field, _PAPER_VALUES[field]) if configs[branch] is not None else None
-            if configs[branch] is not None and value != _PAPER_VALUES[field]:
+    for branch, branch_config in branches.items():
+        for field in _RECIPE_FIELDS[branch] if branch_config is not None else ():
+            value = getattr(branch_config, field)
+            if value != getattr(type(branch_config), field):  # the class default is the paper's
                 options[f"{branch}.{field}"] = value
     for key in ("lr_scheduler_type", "warmup_steps", "max_grad_norm"):
         if hyperparameters and key in hyperparameters:
