@@ -186,8 +186,17 @@ def build_tiny_clip_text_model(hidden_size: int = 32, seed: int = 0, tokenizer=N
     return model.eval()
 
 
-def build_tiny_vae(seed: int = 0, block_out_channels: tuple[int, ...] = (8, 16)):
-    """A tiny random ``AutoencoderKL`` (4 latent channels, scale factor 2 ** (len(blocks) - 1))."""
+def build_tiny_vae(
+    seed: int = 0,
+    block_out_channels: tuple[int, ...] = (8, 16),
+    *,
+    norm_num_groups: int = 4,
+    sample_size: int | None = None,
+):
+    """A tiny random ``AutoencoderKL`` (4 latent channels, scale factor 2 ** (len(blocks) - 1); eval mode).
+
+    ``sample_size`` defaults to 16 latent pixels' worth of image.
+    """
     from diffusers import AutoencoderKL
 
     with torch.random.fork_rng(devices=[]):
@@ -200,8 +209,8 @@ def build_tiny_vae(seed: int = 0, block_out_channels: tuple[int, ...] = (8, 16))
             block_out_channels=tuple(block_out_channels),
             layers_per_block=1,
             latent_channels=4,
-            norm_num_groups=4,
-            sample_size=16 * 2 ** (len(block_out_channels) - 1),
+            norm_num_groups=norm_num_groups,
+            sample_size=sample_size or 16 * 2 ** (len(block_out_channels) - 1),
         )
     return vae.eval()
 

@@ -41,7 +41,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..pipelines.tiny import build_tiny_unet
+from ..pipelines.tiny import (
+    build_sd15_scheduler,
+    build_tiny_clip_text_model,
+    build_tiny_clip_tokenizer,
+    build_tiny_unet,
+    build_tiny_vae,
+)
 
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -59,22 +65,7 @@ DEMO_IMAGE_SIZE = 32
 def build_small_vae(seed: int = 0, image_size: int = DEMO_IMAGE_SIZE, block_out_channels: tuple[int, ...] = (16, 32)):
     """A small random ``AutoencoderKL``: 4 latent channels, scale factor ``2 ** (len(blocks) - 1)``
     (32 x 32 images -> 16 x 16 latents by default; 0.17 M parameters)."""
-    from diffusers import AutoencoderKL
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
-            up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=image_size,
-        )
-    return vae
+    return build_tiny_vae(seed, tuple(block_out_channels), norm_num_groups=8, sample_size=image_size)
 
 
 def build_small_unet(
@@ -362,8 +353,6 @@ def _load_init(init: str | os.PathLike):
 
 
 def _from_scratch_components(image_size: int, seed: int, text_encoder_seed: int, vae_channels, unet_channels):
-    from ..pipelines.tiny import build_sd15_scheduler, build_tiny_clip_text_model, build_tiny_clip_tokenizer
-
     tokenizer = build_tiny_clip_tokenizer()
     text_encoder = build_tiny_clip_text_model(seed=text_encoder_seed, tokenizer=tokenizer)
     vae = build_small_vae(seed=seed, image_size=image_size, block_out_channels=tuple(vae_channels))
