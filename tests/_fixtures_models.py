@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 # the opt-in recipe fields of the tiny presets, at the paper's values
-PAPER_TIME_BEHAVIOUR = {"input_normalization": None, "pooling_segments": 1}
+PAPER_TIME_BEHAVIOUR = {"input_normalization": None, "pooling_segments": 1, "lmm_freeze_embeddings": False}
 PAPER_FREQ_BEHAVIOUR = {"spectrum_scaling": None, "spectrum_normalization": None, "readout": "last"}
 
 

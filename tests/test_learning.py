@@ -123,7 +123,7 @@ def test_recipe_options_default_to_the_paper():
     from brainvis_hf.models import BrainVisTimeEncoderConfig
 
     time, freq = BrainVisTimeEncoderConfig(), BrainVisFreqEncoderConfig()
-    assert (time.input_normalization, time.pooling_segments) == (None, 1)
+    assert (time.input_normalization, time.pooling_segments, time.lmm_freeze_embeddings) == (None, 1, False)
     assert (freq.spectrum_scaling, freq.spectrum_normalization, freq.readout) == (None, None, "last")
     with pytest.raises(ValueError, match="readout must be one of"):
         BrainVisFreqEncoderConfig(readout="first")
@@ -134,14 +134,44 @@ def test_cpu_presets_turn_the_recipe_on(preset):
     time = json.loads((preset_dir("time_encoder", preset) / "config.json").read_text())
     freq = json.loads((preset_dir("freq_encoder", preset) / "config.json").read_text())
     assert time["input_normalization"] == "recording" and time["pooling_segments"] == 110
+    assert time["lmm_freeze_embeddings"] is True
     assert (freq["spectrum_scaling"], freq["spectrum_normalization"], freq["readout"]) == ("log", "batch", "flatten")
     paper = json.loads((preset_dir("time_encoder", "paper") / "config.json").read_text())
     assert paper.get("input_normalization") is None and paper.get("pooling_segments", 1) == 1
 
 
 # ---------------------------------------------------------------------------------------------
-# Latent Masked Modeling: reproducible given a generator
+# Latent Masked Modeling: reproducible given a generator; frozen embeddings on request
 # ---------------------------------------------------------------------------------------------
+
+
+def test_lmm_freeze_embeddings_trains_the_transformer_only(tiny_time_config, tmp_path):
+    config = copy.deepcopy(tiny_time_config)
+    config.lmm_freeze_embeddings = True
+    torch.manual_seed(0)
+    model = BrainVisTimeEncoderForMaskedModeling(config).train()
+    embeddings = model.time_encoder.embeddings
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(_eeg(4)).loss.backward()
+    assert all(p.grad is None for p in embeddings.parameters())
+    optimizer.step()
+    after = model.state_dict()
+    for name in ("patch_projection.weight", "patch_projection.bias", "position_embeddings.weight"):
+        assert torch.equal(after[f"time_encoder.embeddings.{name}"], before[f"time_encoder.embeddings.{name}"])
+    changed = [k for k in after if k.startswith("time_encoder.encoder.") and not torch.equal(after[k], before[k])]
+    assert changed  # the transformer still learns
+    model.save_pretrained(tmp_path)  # a saved run continues frozen; fine-tuning loads a trainable encoder
+    reloaded = BrainVisTimeEncoderForMaskedModeling.from_pretrained(tmp_path).train()
+    reloaded(_eeg(2)).loss.backward()
+    assert all(p.grad is None for p in reloaded.time_encoder.embeddings.parameters())
+    assert reloaded.time_encoder.encoder.layers[0].attention.query.weight.grad is not None
+    from brainvis_hf.models import BrainVisTimeEncoderForEEGClassification
+
+    finetune = BrainVisTimeEncoderForEEGClassification.from_pretrained(tmp_path)
+    assert all(p.requires_grad for p in finetune.time_encoder.embeddings.parameters())
+    default = BrainVisTimeEncoderForMaskedModeling(copy.deepcopy(tiny_time_config))
+    assert all(p.requires_grad for p in default.time_encoder.embeddings.parameters())  # the paper trains them
 
 
 def test_masked_modeling_is_deterministic_given_its_generator(tiny_time_config):
@@ -227,7 +257,8 @@ def test_signal_families_write_the_eeg_imagenet_format(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_chain_reaches_the_linear_baseline_on_an_unseen_family(tmp_path):
-    """time-pretrain -> freq -> timefreq (tiny preset) on evoked waves over 1/f noise, 10 classes."""
+    """time-pretrain -> time-finetune -> freq -> timefreq (tiny preset, the README's chain) on evoked waves
+    over 1/f noise, 10 classes."""
     from brainvis_hf.training import train_stage
 
     files = write_signal_family(tmp_path / "raw", "evoked", background="pink", difficulty=0.3, num_classes=10,
@@ -237,8 +268,10 @@ def test_tiny_chain_reaches_the_linear_baseline_on_an_unseen_family(tmp_path):
     quiet = {"disable_tqdm": True, "report_to": []}
     train_stage("time-pretrain", data, tmp_path / "tp", preset="tiny", seed=0, training_overrides=quiet,
                 linear_baseline=False)
+    train_stage("time-finetune", data, tmp_path / "ft", preset="tiny", seed=0, init=(tmp_path / "tp",),
+                training_overrides=quiet, linear_baseline=False)
     train_stage("freq", data, tmp_path / "fr", preset="tiny", seed=0, training_overrides=quiet, linear_baseline=False)
-    result = train_stage("timefreq", data, tmp_path / "tf", preset="tiny", seed=0, init=(tmp_path / "tp", tmp_path / "fr"),
+    result = train_stage("timefreq", data, tmp_path / "tf", preset="tiny", seed=0, init=(tmp_path / "ft", tmp_path / "fr"),
                          training_overrides=quiet)
     metrics = json.loads((tmp_path / "tf" / "metrics.json").read_text())
     chain, linear = metrics["evaluation"]["test"]["accuracy"], metrics["linear_baseline"]["test"]["accuracy"]
@@ -257,7 +290,8 @@ def test_runs_record_the_recipe_options_that_differ_from_the_paper():
 
     tiny = BrainVisConfig.from_pretrained(preset_dir("timefreq", "tiny"))
     assert recipe_options(tiny, {"lr_scheduler_type": "cosine", "optim": "adamw_torch"}) == {
-        "time.input_normalization": "recording", "time.pooling_segments": 110, "freq.spectrum_scaling": "log",
+        "time.input_normalization": "recording", "time.pooling_segments": 110, "time.lmm_freeze_embeddings": True,
+        "freq.spectrum_scaling": "log",
         "freq.spectrum_normalization": "batch", "freq.readout": "flatten", "lr_scheduler_type": "cosine",
     }
     assert recipe_options(BrainVisTimeEncoderConfig()) == {}  # the paper's network: nothing to declare

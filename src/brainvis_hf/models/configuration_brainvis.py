@@ -177,6 +177,11 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
             hidden_size`). 1 is the paper's mean over all units; more segments keep *when*
             things happen, which a mean over phase-locked oscillations averages away
             (`num_units` keeps every unit). See docs/training.md, "Why the chain did not learn".
+        lmm_freeze_embeddings (`bool`, defaults to `False`): opt-in. Keep the patch projection and the
+            position table fixed during LMM pretraining. The regression targets are the momentum
+            encoder's states of the *same* projection, so training it chases its own targets and
+            can wash out the per-unit features (the linear probe falls below a random encoder's);
+            frozen, LMM trains the transformer only. `False` trains them (the paper).
         sfreq (`float`, *optional*): sampling rate in Hz of the EEG the model expects (EEG-ImageNet:
             1000). `None` when unknown (configurations saved before this field); MNE input then
             assumes EEG-ImageNet's 1000 Hz.
@@ -213,6 +218,7 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
     label_smoothing: float = 0.2
     input_normalization: str | None = None
     pooling_segments: int = 1
+    lmm_freeze_embeddings: bool = False
     sfreq: float | None = None
     ch_names: list[str] | None = None
     chs_info: list[dict] | None = None
@@ -220,6 +226,7 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         _set_default_num_labels(self, kwargs, 40)
         self.enable_res_parameter = bool(self.enable_res_parameter)
+        self.lmm_freeze_embeddings = bool(self.lmm_freeze_embeddings)
         _check_choice(self, "input_normalization", INPUT_NORMALIZATIONS)
         _check_positive(
             self, "num_channels", "num_samples", "wave_length", "hidden_size", "num_hidden_layers",

@@ -626,6 +626,8 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         )
         self.post_init()
         self.init_momentum_encoder()
+        if config.lmm_freeze_embeddings:  # opt-in, see the config: LMM trains the transformer only
+            self.time_encoder.embeddings.requires_grad_(False)
 
     # -- momentum encoder -------------------------------------------------------------------
 
@@ -720,7 +722,12 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
         )
         check_eeg_values(eeg_values, config.num_channels, config.num_samples, dtype=self.dtype)
         embeddings = self.time_encoder.embeddings
-        units = embeddings.project(eeg_values)
+        # frozen embeddings (opt-in) get no gradient even where loading re-enabled requires_grad
+        frozen = config.lmm_freeze_embeddings
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            units = embeddings.project(eeg_values)
+        positions = embeddings.position_embeddings.weight.to(units.dtype)
+        positions = positions.detach() if frozen else positions
         if target_tokens is None:
             target_tokens = self.sample_tokens(units, generator)
         elif tuple(target_tokens.shape) != tuple(units.shape[:2]):
@@ -729,8 +736,8 @@ class BrainVisTimeEncoderForMaskedModeling(BrainVisTimeEncoderPreTrainedModel):
             )
         else:
             target_tokens = target_tokens.to(units.device, torch.long)
-        units = embeddings.add_positions(units)
-        queries = self.mask_token.to(units.dtype) + embeddings.position_embeddings.weight.to(units.dtype)
+        units = units + positions  # embeddings.add_positions
+        queries = self.mask_token.to(units.dtype) + positions
 
         batch = units.shape[0]
         visible_idx, masked_idx = self.random_split(batch, units.device, noise, generator)

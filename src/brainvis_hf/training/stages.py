@@ -759,7 +759,7 @@ def train_stage(
 
 
 _RECIPE_FIELDS = {
-    "time": ("input_normalization", "pooling_segments"),
+    "time": ("input_normalization", "pooling_segments", "lmm_freeze_embeddings"),
     "freq": ("spectrum_scaling", "spectrum_normalization", "readout"),
 }
 
