@@ -91,6 +91,19 @@ def test_counts_labels_and_values(release, tmp_path):
     i = (first["eeg_index"] % 100_000_000) // 1000
     r = first["eeg_index"] % 1000
     np.testing.assert_array_equal(first["eeg"], _eeg(first["subject"], 0, 12, REPS_TRAIN)[i, r])
+    # counts per split, subject and concept: every training concept has IMAGES - 1 training images and
+    # 1 validation image per subject, each with every repetition a row; every test concept 1 averaged row
+    from collections import Counter
+
+    expected = {
+        "train": {(s, c): (IMAGES - 1) * REPS_TRAIN for s in (1, 2) for c in range(3)},
+        "validation": {(s, c): REPS_TRAIN for s in (1, 2) for c in range(3)},
+        "test": {(s, c): 1 for s in (1, 2) for c in (3, 4)},
+    }
+    for split, counts in expected.items():
+        assert Counter(zip(ds[split]["subject"], ds[split]["label"])) == counts, split
+        per_image = Counter(zip(ds[split]["subject"], ds[split]["image_name"]))
+        assert set(per_image.values()) == {REPS_TRAIN if split != "test" else 1}, split
     # no image in two splits; eeg_index unique
     assert not set(ds["train"]["image_name"]) & set(ds["validation"]["image_name"])
     all_idx = [x for s in ds.values() for x in s["eeg_index"]]
@@ -101,17 +114,23 @@ def test_baseball_bat_words():
     assert concept_words("00003_baseball_bat") == "baseball bat"
 
 
-@pytest.mark.parametrize("k, train_rows_per_image, test_k, test_rows", [(2, 2, 3, 2), ("all", 1, 1, REPS_TEST), (4, 1, 6, 1)])
+@pytest.mark.parametrize("k, train_rows_per_image, test_k, test_rows",
+                         [(1, 4, 1, REPS_TEST), (2, 2, 3, 2), ("all", 1, 1, REPS_TEST), (4, 1, 6, 1), (3, 1, 4, 1)])
 def test_repetition_averaging(release, tmp_path, k, train_rows_per_image, test_k, test_rows):
     ds = load_things_eeg2(release, subjects=[2], average_repetitions=k, test_average_repetitions=test_k,
                           cache_dir=tmp_path / "cache")
+    assert len(ds["train"]) == len(TRAIN_CONCEPTS) * (IMAGES - 1) * train_rows_per_image
     assert len(ds["validation"]) == len(TRAIN_CONCEPTS) * train_rows_per_image
     assert len(ds["test"]) == len(TEST_CONCEPTS) * test_rows
-    v = ds["validation"].with_format("numpy")[0]
-    i = (v["eeg_index"] % 100_000_000) // 1000
-    reps = _eeg(2, 0, 12, REPS_TRAIN)[i]
-    kk = REPS_TRAIN if k == "all" else k
-    np.testing.assert_allclose(v["eeg"], reps[:kk].mean(axis=0), rtol=1e-6)
+    # every row is the mean of its own group g of k consecutive repetitions (a remainder is left out)
+    for split, part, n_images, reps, kk in (("train", 0, 12, REPS_TRAIN, k), ("validation", 0, 12, REPS_TRAIN, k),
+                                            ("test", 1, len(TEST_CONCEPTS), REPS_TEST, test_k)):
+        kk = reps if kk == "all" else kk
+        raw = _eeg(2, part, n_images, reps)
+        for row in ds[split].with_format("numpy"):
+            i, g = (row["eeg_index"] % 100_000_000) // 1000, row["eeg_index"] % 1000
+            assert g < reps // kk
+            np.testing.assert_allclose(row["eeg"], raw[i, g * kk : (g + 1) * kk].mean(axis=0), rtol=1e-6)
 
 
 def test_bad_averaging_and_subjects(release, tmp_path):

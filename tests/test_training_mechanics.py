@@ -161,7 +161,7 @@ def _bad_cases(data, tmp, time_dir, freq_dir, ten_dir, config64):
     return [
         (dict(stage="time-shuffle"), "Unknown stage 'time-shuffle'; expected one of time-pretrain, time-finetune, "
          "freq, timefreq, align"),
-        (dict(stage="freq", preset="huge"), "Unknown preset 'huge'; expected one of paper, small, tiny, things-eeg2-small, things-eeg2-tiny"),
+        (dict(stage="freq", preset="huge"), "Unknown preset 'huge'; expected one of paper, small, tiny, things-eeg2-base, things-eeg2-small, things-eeg2-tiny"),
         (dict(stage="freq", protocol="test"), "Unknown protocol 'test'"),
         (dict(stage="timefreq"), "Stage 'timefreq' needs 2 --init folder(s) (the time-encoder folder"),
         (dict(stage="time-finetune"), "Stage 'time-finetune' needs 1 --init folder(s)"),

@@ -1,9 +1,13 @@
 """Protocols that cannot leak: split hashes written at preparation and recorded by every run,
 once-only test evaluation, subject protocols (per-subject, leave-one-subject-out) and the
-label-shuffled control.
+label-shuffled control, with the temporal-adjacency probe it runs where the data declare their
+recording order.
 
 Data: 4 classes x 2 subjects of 17 x 100 noise with a class-specific sinusoid near Nyquist
-(47..50 Hz at 100 Hz), which the tiny frequency encoder learns in a few epochs.
+(47..50 Hz at 100 Hz), which the tiny frequency encoder learns in a few epochs. Its
+``recording_order`` is a block design: each (subject, class) block holds that class's train,
+validation and test recordings in random order, so recording order alone gives the labels away
+(the EEG carries no drift, so the label-shuffled control still sits at chance).
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ def make_data(num_classes=4, per_class=(24, 6, 6), subjects=(1, 2), seed=0, sign
         "label": datasets.ClassLabel(names=[f"c{k}" for k in range(num_classes)]),
         "label_text": datasets.Value("string"), "subject": datasets.Value("int32"),
         "image_name": datasets.Value("string"), "eeg_index": datasets.Value("int64"),
+        "recording_order": datasets.Value("int64"),
     })
+    block = sum(per_class)  # one block per (subject, class): its recordings of every split, shuffled in time
+    times = np.random.default_rng(seed + 1).permuted(np.tile(np.arange(block), (num_classes * len(subjects), 1)), axis=1)
+    first = dict(zip(("train", "validation", "test"), np.cumsum((0,) + tuple(per_class))))
     out, index = {}, 0
     for split, n in zip(("train", "validation", "test"), per_class):
         rows = {k: [] for k in features}
@@ -61,6 +69,8 @@ def make_data(num_classes=4, per_class=(24, 6, 6), subjects=(1, 2), seed=0, sign
                     rows["subject"].append(s)
                     rows["image_name"].append(f"img_{split}_{k}_{j}")
                     rows["eeg_index"].append(index)
+                    b = subjects.index(s) * num_classes + k
+                    rows["recording_order"].append(int(b * block + times[b, first[split] + j]))
                     index += 1
         out[split] = datasets.Dataset.from_dict(rows, features=features)
     return datasets.DatasetDict(out)
@@ -199,7 +209,14 @@ def test_label_shuffled_control_sits_at_chance_while_the_run_learns(data_dir, tm
     control = metrics["controls"]["shuffled_labels"]
     assert control["above_chance"] is False and control["p_value"] >= 0.01
     assert control["chance"] == 0.25 and control["num_test"] == 48
-    assert "## Controls" in (tmp_path / "run" / "README.md").read_text()
+    # the data declare their recording order (a block design): the probe runs and exposes it
+    probe = metrics["controls"]["temporal_adjacency"]
+    assert probe["ran"] is True and probe["order_column"] == "recording_order" and probe["num_queries"] == 48
+    assert probe["accuracy"] > 0.9 and probe["above_chance"] is True
+    assert json.loads((tmp_path / "run" / "controls.json").read_text())["temporal_adjacency"] == probe
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "## Controls" in card and "| temporal adjacency (`recording_order`, 2 neighbours, no EEG) |" in card
+    assert "**The temporal-adjacency probe is above chance" in card
     assert "label-shuffled control" in capsys.readouterr().out
 
 
@@ -236,27 +253,32 @@ def test_controls_refuse_non_classification_stages(data_dir, tmp_path):
         run_controls("align", data_dir, tmp_path)
 
 
-def test_temporal_adjacency_probe_exposes_a_block_design():
-    from brainvis_hf.training.protocols import temporal_adjacency_probe
+def test_controls_card_says_when_the_probe_could_not_run():
+    from brainvis_hf.training.protocols import controls_markdown
 
-    rng = np.random.default_rng(0)
-    features = datasets.Features({"label": datasets.ClassLabel(num_classes=5), "subject": datasets.Value("int32"),
-                                  "eeg_index": datasets.Value("int64")})
+    shuffled = {"test_accuracy": 0.25, "chance": 0.25, "classes_matched": 1, "num_test_classes": 4,
+                "p_value": 0.6, "above_chance": False}
+    card = controls_markdown({"shuffled_labels": shuffled, "temporal_adjacency": {
+        "ran": False, "order_column": "recording_order",
+        "reason": "the data have no 'recording_order' column in train and test (no declared recording order)"}})
+    assert "The control sits at chance, as it must." in card and "temporal adjacency (" not in card
+    assert "The temporal-adjacency probe did not run: the data have no 'recording_order' column" in card
+    probe = {"ran": True, "order_column": "recording_order", "num_neighbours": 2, "accuracy": 0.27, "chance": 0.25,
+             "p_value": 0.4, "above_chance": False}
+    card = controls_markdown({"shuffled_labels": shuffled, "temporal_adjacency": probe})
+    assert "| temporal adjacency (`recording_order`, 2 neighbours, no EEG) | 0.2700 | 0.2500 | - | 0.4 |" in card
+    assert "The temporal-adjacency probe sits at chance" in card
 
-    def design(order):  # 5 classes x 20 recordings per subject; every 5th recording goes to test
-        labels = np.repeat(np.arange(5), 20)[order]
-        rows = {"label": labels.tolist(), "subject": [1] * 100, "eeg_index": list(range(100))}
-        full = datasets.Dataset.from_dict(rows, features=features)
-        test = [i for i in range(100) if i % 5 == 2]
-        return datasets.DatasetDict({"train": full.select([i for i in range(100) if i % 5 != 2]),
-                                     "test": full.select(test)})
 
-    block = temporal_adjacency_probe(design(np.arange(100)))
-    assert block["accuracy"] == 1.0 and block["p_value"] < 1e-6 and block["chance"] == 0.2
-    randomised = temporal_adjacency_probe(design(rng.permutation(100)))
-    assert randomised["accuracy"] < 0.45 and randomised["p_value"] > 0.01
-    with pytest.raises(ValueError, match="split 'test' has no column 'trial'"):
-        temporal_adjacency_probe(design(np.arange(100)), order_column="trial")
+def test_the_probe_sees_the_block_design_of_the_protocol_data(data):
+    """What run_controls reports on these data (its training-free part); the slow --controls test checks the wiring."""
+    from brainvis_hf.evaluation import temporal_adjacency_probe
+
+    probe = temporal_adjacency_probe(data)
+    assert probe["accuracy"] > 0.9 and probe["above_chance"] is True and probe["chance"] == 0.25
+    without = datasets.DatasetDict({k: v.remove_columns("recording_order") for k, v in data.items()})
+    with pytest.raises(ValueError, match="split 'test' has no column 'recording_order' to order recordings by"):
+        temporal_adjacency_probe(without)
 
 
 def test_split_hash_names_have_one_home_in_data_splits():

@@ -71,6 +71,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "eeg_classification_metrics": ".evaluation",
     "evaluate_zero_shot": ".evaluation",
     "zero_shot_retrieval": ".evaluation",
+    "temporal_adjacency_probe": ".evaluation",
 }
 
 __all__ = ["__version__", *_LAZY_IMPORTS]
@@ -138,6 +139,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
         evaluate_zero_shot,
         linear_probe_accuracy,
         n_way_top_k_accuracy,
+        temporal_adjacency_probe,
         zero_shot_retrieval,
     )
     from .models import (

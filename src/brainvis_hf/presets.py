@@ -2,7 +2,10 @@
 
 Presets: ``paper`` (the published sizes and hyper-parameters, GPU), ``small`` (minutes on a
 2-core CPU; the recipe options that make the chain learn, see docs/training.md), ``tiny``
-(seconds; tests) and the THINGS-EEG2 variants (17 channels x 100 samples at 100 Hz).
+(seconds; tests) and the THINGS-EEG2 variants at 17 channels x 100 samples, 100 Hz
+(``things-eeg2-small``: the sizes and recipe of ``small``, minutes on a 2-core CPU;
+``things-eeg2-tiny``: width 32 for the tests, without the recipe options; ``things-eeg2-base``: a
+one-GPU starting point, not tuned).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ PRESET_FOLDERS: dict[str, str] = {
     "paper": "",
     "small": "small",
     "tiny": "tiny",
-    # THINGS-EEG2 preprocessed release: 17 channels x 100 samples at 100 Hz (LMM wave length 4 / 5)
+    # THINGS-EEG2 preprocessed release: 17 channels x 100 samples at 100 Hz (LMM wave length 4 / 5).
+    # small = the `small` preset's sizes and recipe (CPU minutes); base = a one-GPU starting point
+    "things-eeg2-base": "things_eeg2/base",
     "things-eeg2-small": "things_eeg2/small",
     "things-eeg2-tiny": "things_eeg2/tiny",
 }

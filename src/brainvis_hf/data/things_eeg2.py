@@ -250,8 +250,8 @@ class ThingsEEG2Config(datasets.BuilderConfig):
         metadata_path: ``image_metadata.npy`` (default: ``<data_dir_eeg>/image_metadata.npy``).
         subjects: subject numbers to keep (default: every ``sub-XX`` folder found).
         average_repetitions: training/validation rows: mean of each consecutive group of
-            ``k`` repetitions (``R // k`` rows per image; 1 = every repetition, the default;
-            ``"all"`` = one row per image).
+            ``k`` repetitions (``R // k`` rows per image, the last ``R mod k`` repetitions left out;
+            1 = every repetition, the default; ``"all"`` = one row per image).
         test_average_repetitions: the same for the test split (default ``"all"``: the 80-trial
             average, the standard zero-shot protocol).
         validation_images_per_concept: training images per concept moved to ``validation``.

@@ -1,4 +1,5 @@
-"""Evaluation: EEG classification and image-generation metrics, the linear probe, and
+"""Evaluation: EEG classification and image-generation metrics, the linear probe, zero-shot
+retrieval, the confound controls (:func:`temporal_adjacency_probe`), and
 :func:`evaluate_generated` (the library function behind ``brainvis evaluate``).
 
 Every metric is a plain function here and also an ``evaluate`` module under
@@ -12,6 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .classification_metrics import confusion_matrix, eeg_classification_metrics, macro_f1_from_confusion, top_k_accuracy
+from .controls import (
+    RECORDING_ORDER_COLUMN,
+    binomial_p_above,
+    chance_level,
+    temporal_adjacency_predictions,
+    temporal_adjacency_probe,
+)
 from .features import (
     FeatureExtractorUnavailableError,
     TransformersImageFeatureExtractor,
@@ -47,9 +55,12 @@ def metric_module_path(name: str) -> str:
 
 __all__ = [
     "DEFAULT_IMAGE_CLASSIFIER",
+    "RECORDING_ORDER_COLUMN",
     "METRIC_MODULES",
     "FeatureExtractorUnavailableError",
     "TransformersImageFeatureExtractor",
+    "binomial_p_above",
+    "chance_level",
     "classify_images",
     "confusion_matrix",
     "cosine_scores",
@@ -76,6 +87,8 @@ __all__ = [
     "read_generated_folder",
     "ssim",
     "ssim_batch",
+    "temporal_adjacency_predictions",
+    "temporal_adjacency_probe",
     "top_k_accuracy",
     "zero_shot_evaluation",
     "zero_shot_markdown",

@@ -14,8 +14,10 @@ citations.
   test within one subject) or the leave-one-subject-out folds (train and select on the other
   subjects, test on the held-out one); :func:`run_subject_protocol` trains a stage on every
   fold and reports the mean and standard deviation over subjects.
-* **Temporal-adjacency probe.** :func:`temporal_adjacency_probe` classifies test recordings
-  from their neighbours in recording order alone; far above chance means a block design.
+* **Temporal-adjacency probe** (home: ``brainvis_hf.evaluation.controls``, re-exported here).
+  :func:`temporal_adjacency_probe` classifies test recordings from their neighbours in
+  recording order alone; far above chance means a block design. :func:`run_controls` runs it
+  whenever the data declare their recording order (a ``recording_order`` column).
 * **Label-shuffled control.** :func:`shuffled_label_dataset` permutes the labels of the train
   and validation splits (test untouched); :func:`run_controls` trains the same stage on it.
   Its test accuracy must sit at chance; a control above chance means the inputs carry the
@@ -40,6 +42,12 @@ from ..data.splits import (  # noqa: F401  (re-exported: their home is data/spli
     split_overlap,
     split_record,
     write_split_manifest,
+)
+from ..evaluation.controls import (  # noqa: F401  (re-exported: their home is evaluation/controls.py)
+    RECORDING_ORDER_COLUMN,
+    binomial_p_above,
+    chance_level,
+    temporal_adjacency_probe,
 )
 
 SUBJECT_PROTOCOLS = ("per-subject", "loso")
@@ -204,29 +212,6 @@ def shuffled_label_dataset(dataset_dict, *, seed: int = 0, splits: Sequence[str]
     return datasets.DatasetDict(out)
 
 
-def chance_level(dataset_dict, split: str = "test") -> float:
-    """Accuracy of always predicting the most frequent training class, on ``split``."""
-    train = np.asarray(dataset_dict["train"]["label"])
-    majority = np.bincount(train).argmax()
-    return float(np.mean(np.asarray(dataset_dict[split]["label"]) == majority))
-
-
-def binomial_p_above(successes: int, trials: int, p: float) -> float:
-    """One-sided P(X >= successes) for X ~ Binomial(trials, p) (exact, in log space)."""
-    if trials <= 0:
-        return 1.0
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    terms = [
-        math.lgamma(trials + 1) - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + k * math.log(p)
-        + (trials - k) * math.log1p(-p)
-        for k in range(successes, trials + 1)
-    ]
-    if not terms:
-        return 0.0
-    top = max(terms)
-    return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
-
-
 def run_controls(
     stage: str,
     data_dir: str | os.PathLike,
@@ -234,9 +219,11 @@ def run_controls(
     *,
     seed: int = 0,
     alpha: float = 0.01,
+    order_column: str = RECORDING_ORDER_COLUMN,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
-    """Train ``stage`` on label-shuffled data and test it on the true test labels.
+    """Train ``stage`` on label-shuffled data and test it on the true test labels; where the data
+    carry their recording order, also run the temporal-adjacency probe.
 
     Writes ``output_dir/controls/shuffled_labels/`` (data and run) and ``output_dir/controls.json``;
     when ``output_dir/metrics.json`` exists (the main run), adds ``"controls"`` to it and appends
@@ -247,11 +234,17 @@ def run_controls(
     through their features, so for a strict control run the whole chain on the shuffled data
     (kept in ``output_dir/controls/shuffled_labels/data``).
 
+    When ``train`` and ``test`` have an ``order_column`` (default ``recording_order``: the data
+    set's declared recording order), :func:`~brainvis_hf.evaluation.temporal_adjacency_probe`
+    classifies the test recordings from their training neighbours in that order, per subject.
+
     Returns:
-        ``{"shuffled_labels": {"test_accuracy", "chance", "num_test", "p_value", "above_chance", ...}}``:
-        ``above_chance`` is ``p_value < alpha``, where ``p_value`` is the larger of two one-sided
-        exact binomial tests: test hits against the majority-class rate, and classes whose
-        majority prediction is their own label against ``1 / num_labels``. It flags a confound.
+        ``{"shuffled_labels": {"test_accuracy", "chance", "num_test", "p_value", "above_chance", ...},
+        "temporal_adjacency": probe result, or {"ran": False, "reason": ...}}``. For the shuffled
+        labels ``above_chance`` is ``p_value < alpha``, where ``p_value`` is the larger of two
+        one-sided exact binomial tests: test hits against the majority-class rate, and classes
+        whose majority prediction is their own label against ``1 / num_labels``. For the probe it
+        is its own binomial test at ``alpha``. Either flags a confound.
     """
     from ..data.prepare import load_prepared_dataset, prepare_dataset
     from .stages import STAGE_KINDS, train_stage
@@ -290,6 +283,13 @@ def run_controls(
                                     "p_value_samples": sample_p, "p_value_classes": class_p, "p_value": p_value,
                                     "alpha": alpha, "above_chance": bool(p_value < alpha), "seed": seed,
                                     "run": str(control_root / "run")}}
+    if all(order_column in dataset_dict[name].column_names for name in ("train", "test")):
+        controls["temporal_adjacency"] = {"ran": True, **temporal_adjacency_probe(
+            dataset_dict, order_column=order_column, alpha=alpha)}
+    else:
+        controls["temporal_adjacency"] = {
+            "ran": False, "order_column": order_column,
+            "reason": f"the data have no {order_column!r} column in train and test (no declared recording order)"}
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "controls.json").write_text(json.dumps(_finite(controls), indent=2, allow_nan=False))
     metrics_path = output_dir / "metrics.json"
@@ -330,67 +330,26 @@ def controls_markdown(controls: Mapping[str, Any]) -> str:
         "accuracy above.**"
         if c["above_chance"] else "The control sits at chance, as it must."
     )
-    return (
-        "## Controls\n\n"
+    rows = (
         "| control | test accuracy | chance (majority class) | classes matched | one-sided p |\n|---|---|---|---|---|\n"
         f"| label-shuffled training | {c['test_accuracy']:.4f} | {c['chance']:.4f} | "
-        f"{c['classes_matched']} of {c['num_test_classes']} | {c['p_value']:.3g} |\n\n"
-        f"{verdict}\n"
+        f"{c['classes_matched']} of {c['num_test_classes']} | {c['p_value']:.3g} |\n"
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# Temporal-adjacency probe
-# ----------------------------------------------------------------------------------------------
-
-
-def temporal_adjacency_probe(
-    dataset_dict,
-    *,
-    order_column: str = "eeg_index",
-    num_neighbours: int = 2,
-    split: str = "test",
-    reference_split: str = "train",
-) -> dict[str, Any]:
-    """Classify ``split`` recordings from their neighbours in recording order only (no EEG at all).
-
-    For every recording of ``split``, take the ``num_neighbours`` recordings of the same subject
-    in ``reference_split`` closest in ``order_column`` and predict their majority label (ties:
-    the nearest). In a block design, where a class's recordings are contiguous in time, this
-    "classifier" scores far above chance although it never looks at the EEG; in a randomised
-    design it sits at chance. Use it only when ``order_column`` really is the recording order
-    (e.g. an acquisition timestamp or trial number; EEG-ImageNet's ``eeg_index`` is the position
-    in the signals file, which is the recording order only if the release stored it so).
-
-    Returns:
-        ``{"accuracy", "chance" (majority-class rate), "p_value" (one-sided binomial),
-        "num_queries", "order_column", "num_neighbours"}``.
-    """
-    if num_neighbours < 1:
-        raise ValueError(f"num_neighbours={num_neighbours}: expected >= 1")
-    for name in (split, reference_split):
-        if name not in dataset_dict:
-            raise ValueError(f"no split {name!r} (have {sorted(dataset_dict)})")
-        if order_column not in dataset_dict[name].column_names:
-            raise ValueError(f"split {name!r} has no column {order_column!r} to order recordings by")
-    ref, query = dataset_dict[reference_split], dataset_dict[split]
-    ref_order, ref_label, ref_subject = (np.asarray(ref[c]) for c in (order_column, "label", "subject"))
-    hits = 0
-    for position, label, subject in zip(query[order_column], query["label"], query["subject"]):
-        same = np.flatnonzero(ref_subject == subject)
-        if same.size == 0:
-            continue
-        distance = np.abs(ref_order[same].astype(np.float64) - float(position))
-        nearest = same[np.argsort(distance, kind="stable")[:num_neighbours]]
-        votes = ref_label[nearest]
-        counts = np.bincount(votes)
-        best = np.flatnonzero(counts == counts.max())
-        predicted = next(v for v in votes if v in best)  # ties: the nearest neighbour's label
-        hits += int(predicted == label)
-    n = len(query)
-    chance = chance_level(dataset_dict, split)
-    return {"accuracy": hits / n if n else float("nan"), "chance": chance, "p_value": binomial_p_above(hits, n, chance),
-            "num_queries": n, "order_column": order_column, "num_neighbours": num_neighbours}
+    probe = controls.get("temporal_adjacency") or {}
+    if probe.get("ran"):
+        rows += (f"| temporal adjacency (`{probe['order_column']}`, {probe['num_neighbours']} neighbours, no EEG) | "
+                 f"{probe['accuracy']:.4f} | {probe['chance']:.4f} | - | {probe['p_value']:.3g} |\n")
+        probe_verdict = (
+            "**The temporal-adjacency probe is above chance: neighbours in recording order predict the test labels "
+            "without any EEG, so the split design lets temporal proximity stand in for the stimulus (block design; "
+            "see docs/protocols.md).**"
+            if probe["above_chance"] else "The temporal-adjacency probe sits at chance: recording order does not give "
+            "the test labels away."
+        )
+    else:
+        probe_verdict = (f"The temporal-adjacency probe did not run: {probe.get('reason', 'no recording order')}."
+                         if probe else "")
+    return "## Controls\n\n" + rows + "\n" + verdict + "\n" + (f"\n{probe_verdict}\n" if probe_verdict else "")
 
 
 def _finite(value: Any) -> Any:
