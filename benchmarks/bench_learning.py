@@ -5,8 +5,9 @@ project's generator, ``brainvis_hf.data.write_synthetic_eeg_imagenet``, or one o
 families of ``brainvis_hf.data.signal_families``, which nobody tuned the recipe to), prepares it,
 and trains with ``train_stage``:
 
-* ``chain``: time-pretrain -> freq -> timefreq (the unified classifier, as ``brainvis train``);
-* ``time``: time-pretrain -> time-finetune (the time branch alone);
+* ``chain``: time-pretrain -> time-finetune -> freq -> timefreq (the unified classifier, the
+  README's ``brainvis train`` sequence);
+* ``time``: time-pretrain -> time-finetune (the time branch alone, the chain's first half);
 * ``freq``: the frequency branch alone;
 * ``linear``: the standardised logistic regression every run reports (``linear_baseline``);
 * ``lmm_probe`` / ``random_probe``: the linear probe (fit on train, scored on test) of the
@@ -66,7 +67,7 @@ def write_family(folder: Path, family: str, difficulty: float, seed: int, images
 
 
 def run_cell(family: str, difficulty: float, seed: int, preset: str, work: Path, images_per_class: int) -> dict:
-    """Train the four models of one cell; returns their test accuracies."""
+    """Train the four stages of one cell; returns the test accuracies of its models."""
     from brainvis_hf.training import train_stage
 
     data = write_family(work, family, difficulty, seed, images_per_class)
@@ -79,11 +80,11 @@ def run_cell(family: str, difficulty: float, seed: int, preset: str, work: Path,
         )
         return result.metrics
 
-    pretrain = train("time-pretrain", "time-pretrain")
+    train("time-pretrain", "time-pretrain")
     lmm_probe, random_probe = probe_test_accuracy(data, work / "time-pretrain", seed)
-    freq = train("freq", "freq", baseline=True)
-    chain = train("timefreq", "timefreq", init=(work / "time-pretrain", work / "freq"))
     time_branch = train("time-finetune", "time-finetune", init=(work / "time-pretrain",))
+    freq = train("freq", "freq", baseline=True)
+    chain = train("timefreq", "timefreq", init=(work / "time-finetune", work / "freq"))
     test = lambda metrics: metrics["evaluation"]["test"]["accuracy"]  # noqa: E731
     return {
         "linear": freq["linear_baseline"]["test"]["accuracy"],
@@ -190,7 +191,8 @@ def main(argv=None) -> int:
             results.update(stored["cells"])
     mine = {}
 
-    cells = [(f, d, s) for f in args.families for d in args.difficulties for s in args.seeds]
+    # seed-major order: a partial run has every (family, difficulty) at seed 0 before any at seed 1
+    cells = [(f, d, s) for s in args.seeds for f in args.families for d in args.difficulties]
     started = time.time()
     for family, difficulty, seed in tqdm(cells, desc=f"bench_learning ({args.preset})", unit="cell"):
         key = f"{family}|{difficulty}|{seed}"
