@@ -54,13 +54,14 @@ from ..pipelines.tiny import (
     build_tiny_unet,
     build_tiny_vae,
 )
+from ..data.clip_targets import encode_texts
+from ..data.prepare import load_prepared_dataset
 from ..hub.upload import push_folder_to_hub
 from ..plots import plot_diffusion_losses
 from .stages import RunOptions, Stage, TrainingResult, UNET_ATTENTION_LORA
 
 # Imported where used: `diffusers.StableDiffusionPipeline` (importing it loads every pipeline's
-# image processors: seconds, and warnings without torchvision), `peft` (seconds; LoRA runs only)
-# and `..data` (it imports `datasets`, which loading the demo's weights does not need).
+# image processors: seconds, and warnings without torchvision) and `peft` (seconds; LoRA runs only).
 
 _logger = logging.getLogger(__name__)
 
@@ -143,8 +144,6 @@ def load_image_text_data(
         ValueError: when a split is missing or has no ``image`` column (prepare the data with an
             image root), naming the folder.
     """
-    from ..data.prepare import load_prepared_dataset
-
     dataset_dict = load_prepared_dataset(data_dir)
     seen: dict[str, int] = {}
     pixels, prompts, labels, names = [], [], [], []
@@ -181,8 +180,6 @@ def load_image_text_data(
 def encode_prompts(prompts: Sequence[str], tokenizer, text_encoder, *, batch_size: int = 64) -> torch.Tensor:
     """Last hidden states ``(N, 77, D)`` of the text encoder, padded to the tokenizer's max length
     (what the pipeline's ``encode_prompt`` and the coarse CLIP targets compute)."""
-    from ..data.clip_targets import encode_texts
-
     return encode_texts(list(prompts), tokenizer, text_encoder, batch_size=batch_size)
 
 
