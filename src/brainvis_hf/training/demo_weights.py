@@ -21,7 +21,6 @@ may differ between builds and instruction sets); the manifest records both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ import diffusers
 import torch
 import transformers
 
+from .._io import sha256_file
 from ..data import load_eeg_imagenet, write_synthetic_eeg_imagenet
 from ..data.prepare import prepare_dataset
 from .diffusion import load_diffusion_components, train_diffusion
@@ -127,18 +127,10 @@ def train_demo_image_classifier(
         return train_image_classifier(data, output_dir, seed=seed, log=log, **settings)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weight_hashes(root: str | os.PathLike) -> dict[str, str]:
     """SHA-256 of every ``*.safetensors`` file under ``root`` (relative paths, sorted)."""
     root = Path(root)
-    return {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*.safetensors"))}
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*.safetensors"))}
 
 
 _KEEP = {
