@@ -62,9 +62,9 @@ def test_resume_skips_a_half_written_checkpoint_and_keeps_the_probe_history(cras
     shutil.copytree(second, damaged)
     data = (damaged / "optimizer.pt").read_bytes()
     (damaged / "optimizer.pt").write_bytes(data[: len(data) // 2])
-    with caplog.at_level(logging.WARNING, logger="brainvis_hf.training.stages"):
+    with caplog.at_level(logging.WARNING, logger="brainvis_hf.training.run"):
         result = _pretrain(prepared_data_dir, out, 3, resume_from_checkpoint="last")
-    warnings = [r.getMessage() for r in caplog.records if r.name == "brainvis_hf.training.stages"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "brainvis_hf.training.run"]
     assert warnings == [
         f"skipping {damaged / 'optimizer.pt'} is truncated or corrupted (not a complete PyTorch file); resuming from an earlier checkpoint",
         f"skipping {half} is incomplete: no trainer_state.json (its save was interrupted); resuming from an earlier checkpoint",

@@ -4,6 +4,7 @@ silent garbage (NaN tokens, files outside the output folder, orphaned ``.tmp`` f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -134,6 +135,15 @@ def finite_or_none(data: Any) -> Any:
 
 
 _MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (checksums of shards and weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_safetensors_file(path: str | os.PathLike) -> None:

@@ -1,4 +1,5 @@
-"""`brainvis train STAGE`: train one BrainVis stage with ``transformers.Trainer``.
+"""`brainvis train STAGE`: train one BrainVis stage (the stages are those of
+:data:`brainvis_hf.training.stages.STAGE_REGISTRY`).
 
 Works the same under ``accelerate launch`` (several GPUs or CPU processes): see
 ``training/README.md`` and ``docs/training.md``.
@@ -9,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
+from pathlib import Path
 
+from .._io import finite_or_none, read_json_file
 from ..presets import PRESETS as _PRESETS
-
+from ..training.stages import STAGE_REGISTRY, STAGES
+from ._checks import check_model_folder
 from ._threads import add_threads_argument
-
-_STAGES = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
 # Trainer options exposed directly: (flag, type, help); every other TrainingArguments field can be
 # given with --training-arg NAME=VALUE.
@@ -50,16 +53,17 @@ def register(subparsers) -> None:
     """Add the ``train`` sub-command."""
     parser = subparsers.add_parser(
         "train",
-        help="train a BrainVis stage (time-pretrain, time-finetune, freq, timefreq, align)",
-        description=(
-            "Train one BrainVis stage on a prepared data folder with transformers.Trainer. The best "
-            "model (selected on the validation split) is saved with save_pretrained in --output, "
+        help=f"train a BrainVis stage ({', '.join(STAGES)})",
+        description=textwrap.fill(
+            "Train one BrainVis stage on a prepared data folder. The EEG stages run transformers.Trainer: "
+            "the best model (selected on the validation split) is saved with save_pretrained in --output, "
             "with trainer_state.json, TensorBoard logs (runs/), metrics.json, training_curves.png and "
-            "a model card. Run it under `accelerate launch` for several devices."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            "a model card. The diffusion stage writes a Stable Diffusion folder (docs/diffusion-training.md). "
+            "Run it under `accelerate launch` for several devices.", 100,
+        ) + "\n\nstages:\n" + "\n".join(f"  {s.name:<14} {s.help}" for s in STAGE_REGISTRY.values()),
+        formatter_class=_Formatter,
     )
-    parser.add_argument("stage", choices=_STAGES, help="the stage to train")
+    parser.add_argument("stage", choices=STAGES, help="the stage to train")
     parser.add_argument("--data", required=True, help="prepared data folder (brainvis data prepare)")
     parser.add_argument("--output", required=True, help="run folder (the best model is saved in it)")
     parser.add_argument("--preset", default="paper", choices=_PRESETS,
@@ -68,8 +72,8 @@ def register(subparsers) -> None:
     parser.add_argument("--training-config", default=None, help="hyper-parameter JSON replacing the preset's")
     parser.add_argument(
         "--init", action="append", default=[], metavar="DIR",
-        help="folder(s) to start from: time-finetune: time encoder; timefreq: time encoder then frequency "
-        "encoder; align: unified model (repeat --init)",
+        help="folder(s) to start from (repeat --init): "
+        + "; ".join(f"{s.name}: {s.init_help}" for s in STAGE_REGISTRY.values() if s.max_init),
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -87,7 +91,8 @@ def register(subparsers) -> None:
         help="also train a label-shuffled control (classification stages) and report its test accuracy vs chance "
         "in metrics.json and the card; it must sit at chance (docs/protocols.md)",
     )
-    parser.add_argument("--lora", action="store_true", help="train LoRA adapters on the time encoder only")
+    parser.add_argument("--lora", action="store_true", help="train LoRA adapters only: " + "; ".join(
+        f"{s.name}: on {s.lora_targets.description}" for s in STAGE_REGISTRY.values() if s.supports_lora))
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
     parser.add_argument("--lora-dropout", type=float, default=0.05)
@@ -119,6 +124,10 @@ def register(subparsers) -> None:
     parser.set_defaults(func=_run)
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Option defaults shown; the description's stage list kept line by line."""
+
+
 def _parse_value(text: str):
     try:
         return json.loads(text)
@@ -147,11 +156,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .._io import finite_or_none, read_json_file
-    from ..training.stages import train_stage
-    from ._checks import check_model_folder
+    from ..training.run import train_stage  # imports torch: `brainvis train --help` must not
 
     for folder in args.init:  # damaged weights / configs: one line naming the file, before training
         if Path(folder).is_dir():
@@ -192,12 +197,16 @@ def _run(args: argparse.Namespace) -> int:
         hub_token=args.hub_token,
         training_overrides=training_overrides(args),
     )
-    if result.trainer.is_world_process_zero():
-        summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
-                   for split, values in result.metrics["evaluation"].items()}
+    main_process = result.trainer is None or result.trainer.is_world_process_zero()
+    if main_process:
+        if "evaluation" in result.metrics:
+            summary = {split: {k: v for k, v in values.items() if k in ("loss", "accuracy", "cosine")}
+                       for split, values in result.metrics["evaluation"].items()}
+        else:  # a stage with a loop of its own (diffusion): its training loss
+            summary = {k: result.metrics.get(k) for k in ("global_step", "loss_first", "loss_last")}
         print(f"brainvis train {args.stage}: model saved in {result.output_dir}; {json.dumps(finite_or_none(summary), allow_nan=False)}")
-    if args.controls and result.trainer.is_world_process_zero():
-        from ..training.protocols import run_controls
+    if args.controls and main_process:
+        from ..training.protocols import run_controls  # imports torch (see above)
 
         controls = run_controls(args.stage, args.data, args.output, seed=args.seed, init=args.init,
                                 **_common_kwargs(args))
@@ -219,7 +228,7 @@ def _common_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run_subject_protocol(args: argparse.Namespace) -> int:
-    from ..training.protocols import run_subject_protocol
+    from ..training.protocols import run_subject_protocol  # imports torch (see _run)
 
     report = run_subject_protocol(args.stage, args.data, args.output, args.subject_protocol, init=args.init,
                                   seed=args.seed, **_common_kwargs(args))

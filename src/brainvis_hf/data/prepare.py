@@ -10,7 +10,6 @@ Layout (``datasets.load_dataset(DIR)`` loads it offline, and the folder can be u
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -29,6 +28,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
 from tqdm.auto import tqdm
 
+from .._io import sha256_file
 from ..hub.cards import markdown_table
 from ..hub.upload import push_folder_to_hub
 from .eeg_imagenet import _CITATION
@@ -259,12 +259,6 @@ def build_dataset_card(
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_checksums(data_dir: str | os.PathLike) -> Path:
@@ -272,7 +266,7 @@ def write_checksums(data_dir: str | os.PathLike) -> Path:
     from .._io import dumps_strict
 
     data_dir = Path(data_dir)
-    files = {p.relative_to(data_dir).as_posix(): _sha256(p) for p in sorted((data_dir / DATA_DIR).glob("*.parquet"))}
+    files = {p.relative_to(data_dir).as_posix(): sha256_file(p) for p in sorted((data_dir / DATA_DIR).glob("*.parquet"))}
     path = data_dir / CHECKSUMS_NAME
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(dumps_strict({"algorithm": "sha256", "files": files}, path, indent=1) + "\n", encoding="utf-8")
@@ -307,7 +301,7 @@ def verify_prepared_files(data_dir: str | os.PathLike, *, verify_checksums: bool
             path = data_dir / rel
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: shard listed in {checksums_path} is missing; restore it or re-run `brainvis data prepare`.")
-            actual = _sha256(path)
+            actual = sha256_file(path)
             if actual != expected:
                 raise ValueError(
                     f"{path}: corrupted (sha256 {actual[:16]}... differs from {expected[:16]}... recorded in {CHECKSUMS_NAME}); "

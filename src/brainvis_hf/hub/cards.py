@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..training.stages import STAGE_REGISTRY
 from .citations import BRAINVIS_CITATION, EEG_IMAGENET_CITATION, join_citations
 
 BRAINVIS_TAGS: tuple[str, ...] = ("eeg", "bci", "brain-decoding", "brainvis")
@@ -140,8 +143,6 @@ def build_model_card(
         extra_sections: more ``{heading: text}`` sections, placed before the citation.
         citation: BibTeX of the method.
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
     metrics = metrics or {}
     eval_results = [
         EvalResult(
@@ -190,35 +191,13 @@ def build_model_card(
     return ModelCard(content)
 
 
-_STAGE_TITLES = {
-    "time-pretrain": "BrainVis time encoder (latent masked modeling pretraining)",
-    "time-finetune": "BrainVis time encoder EEG classifier",
-    "freq": "BrainVis frequency encoder EEG classifier",
-    "timefreq": "BrainVis unified time-frequency EEG classifier",
-    "align": "BrainVis EEG -> CLIP text-embedding alignment model",
-}
-_STAGE_SUMMARIES = {
-    "time-pretrain": "Transformer EEG time encoder pretrained without labels by latent masked modeling (LMM): "
-    "75% of the 4-sample units are masked and their momentum-encoder representations and codebook tokens are "
-    "predicted from the visible ones.",
-    "time-finetune": "The LMM-pretrained time encoder fine-tuned with a linear head to classify which of the "
-    "image classes a subject was looking at.",
-    "freq": "Frequency branch of BrainVis: |FFT| spectrum of each channel -> LSTM -> 128-d feature, with a "
-    "linear classifier.",
-    "timefreq": "The unified BrainVis classifier: pooled time-encoder features concatenated with the frequency "
-    "feature, both branches fine-tuned jointly with a linear head.",
-    "align": "The BrainVis alignment model: the unified classifier's features and logits mapped by a residual "
-    "MLP to a 77 x D CLIP text-embedding sequence that conditions Stable Diffusion, trained towards both the "
-    "class-name embedding and a BLIP-2 caption embedding (semantic interpolation).",
-}
-
-
 def training_run_card(run_dir: str | os.PathLike, metrics: Mapping[str, Any] | None = None):
     """The model card of a ``brainvis train`` run folder (reads its ``metrics.json``)."""
     run_dir = Path(run_dir)
     if metrics is None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     stage = metrics["stage"]
+    spec = STAGE_REGISTRY.get(stage)  # title, summary and task of the stage's card
     evaluation = {split: reportable_metrics(values) for split, values in metrics.get("evaluation", {}).items()}
     protocol = metrics.get("protocol", "validation")
     if protocol == "paper":
@@ -255,15 +234,15 @@ def training_run_card(run_dir: str | os.PathLike, metrics: Mapping[str, Any] | N
         procedure += f" Learning-recipe options (docs/training.md): {options}."
     procedure += linear_baseline_text(metrics)
     return build_model_card(
-        title=_STAGE_TITLES.get(stage, f"BrainVis {stage}"),
-        summary=_STAGE_SUMMARIES.get(stage, ""),
+        title=spec.card_title if spec else f"BrainVis {stage}",
+        summary=spec.card_summary if spec else "",
         tags=[f"brainvis-{stage}"],
         datasets=[d for d in [data.get("hub_id")] if d],
         metrics=evaluation,
         hyperparameters=metrics.get("hyperparameters", {}),
         training_data=training_data,
         training_procedure=procedure,
-        task_type="feature-extraction" if stage in ("time-pretrain", "align") else "eeg-classification",
+        task_type=spec.card_task_type if spec else "eeg-classification",
     )
 
 

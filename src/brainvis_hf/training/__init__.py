@@ -1,7 +1,8 @@
-"""Training of every BrainVis stage with ``transformers.Trainer`` (``accelerate``-compatible).
+"""Training of every BrainVis stage (``accelerate``-compatible).
 
-``train_stage(stage, data_dir, output_dir, ...)`` trains any stage; the ``brainvis train STAGE``
-command and the ``training/train.py`` script wrap it. See ``docs/training.md``.
+``train_stage(stage, data_dir, output_dir, ...)`` (:mod:`.run`) trains any stage of the registry
+in :mod:`.stages`; the ``brainvis train STAGE`` command and the ``training/train.py`` script wrap
+it. See ``docs/training.md`` and ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ import importlib
 from typing import Any
 
 _LAZY: dict[str, str] = {
-    "train_stage": ".stages",
-    "build_stage_model": ".stages",
-    "describe_data": ".stages",
+    "train_stage": ".run",
+    "build_stage_model": ".stage_models",
+    "describe_data": ".stage_data",
     "TrainingResult": ".stages",
-    "STAGES": ".arguments",
-    "STAGE_SPECS": ".arguments",
+    "RunOptions": ".stages",
+    "Stage": ".stages",
+    "LoraTargets": ".stages",
+    "STAGE_REGISTRY": ".stages",
+    "STAGES": ".stages",
+    "STAGE_SPECS": ".stages",
+    "get_stage": ".stages",
+    "get_stage_spec": ".stages",
     "PROTOCOLS": ".arguments",
     "load_training_config": ".arguments",
     "build_training_arguments": ".arguments",

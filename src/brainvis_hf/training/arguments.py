@@ -1,4 +1,4 @@
-"""Stages, their training hyper-parameter files and the ``TrainingArguments`` built from them.
+"""The Trainer stages' hyper-parameter files and the ``TrainingArguments`` built from them.
 
 Each stage has one JSON file per preset in ``hub_configs/training/<stage>.json`` (paper) and
 ``hub_configs/tiny/training/<stage>.json`` (tiny)::
@@ -16,73 +16,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from transformers import TrainingArguments
 
 from ..presets import PRESETS, preset_dir
+from .stages import STAGE_REGISTRY, TRAINER_STAGES, Stage, get_stage
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """What a stage needs and how its best model is selected.
-
-    Attributes:
-        name: the stage name (``brainvis train NAME``).
-        model_preset: the ``hub_configs`` folder of its model configuration.
-        init_help: what ``--init`` must name, in words (for error messages).
-        min_init: the least number of ``--init`` folders.
-        max_init: the most.
-        metric_for_best_model: validation metric of model selection.
-        greater_is_better: direction of that metric.
-        supports_lora: whether ``--lora`` applies (stages that fine-tune a pretrained encoder).
-    """
-
-    name: str
-    model_preset: str
-    init_help: str
-    min_init: int
-    max_init: int
-    metric_for_best_model: str
-    greater_is_better: bool
-    supports_lora: bool
-
-
-STAGE_SPECS: dict[str, StageSpec] = {
-    "time-pretrain": StageSpec(
-        "time-pretrain", "time_encoder", "optionally a time-encoder folder to continue pretraining from",
-        0, 1, "linear_probe_accuracy", True, False,
-    ),
-    "time-finetune": StageSpec(
-        "time-finetune", "time_encoder", "the pretrained time-encoder folder (output of time-pretrain)",
-        1, 1, "accuracy", True, True,
-    ),
-    "freq": StageSpec(
-        "freq", "freq_encoder", "optionally a frequency-encoder folder to continue from", 0, 1, "accuracy", True, False,
-    ),
-    "timefreq": StageSpec(
-        "timefreq", "timefreq",
-        "the time-encoder folder (time-pretrain or time-finetune output) and then the frequency-encoder folder "
-        "(freq output)",
-        2, 2, "accuracy", True, True,
-    ),
-    "align": StageSpec(
-        "align", "align", "the unified time-frequency classifier folder (timefreq output)", 1, 1, "cosine", True, True,
-    ),
-}
-STAGES: tuple[str, ...] = tuple(STAGE_SPECS)
+# The stages themselves live in .stages (one Stage object each); these are their old names here.
+StageSpec = Stage
+STAGE_SPECS = STAGE_REGISTRY
+get_stage_spec = get_stage
+#: the stages with a hyper-parameter file (the Trainer stages)
+STAGES: tuple[str, ...] = TRAINER_STAGES
 PROTOCOLS: tuple[str, ...] = ("validation", "paper")
 
 _EXTRA_KEYS = {"stage", "description", "model", "linear_probe_every_n_epochs", "training_arguments", "notes"}
-
-
-def get_stage_spec(stage: str) -> StageSpec:
-    """The :class:`StageSpec` of ``stage``; ``ValueError`` naming the known stages otherwise."""
-    if stage not in STAGE_SPECS:
-        raise ValueError(f"Unknown stage {stage!r}; expected one of {', '.join(STAGES)}.")
-    return STAGE_SPECS[stage]
 
 
 def check_preset(preset: str) -> str:
@@ -105,7 +57,7 @@ def check_protocol(protocol: str) -> str:
 
 def training_config_path(stage: str, preset: str = "paper") -> Path:
     """The shipped hyper-parameter file of ``stage`` in ``preset``."""
-    get_stage_spec(stage)
+    get_stage(stage)
     return preset_dir("training", check_preset(preset)) / f"{stage}.json"
 
 
@@ -113,7 +65,7 @@ def load_training_config(
     stage: str, preset: str = "paper", path: str | os.PathLike | None = None
 ) -> dict[str, Any]:
     """Read and validate a stage's hyper-parameter file (``path`` or the preset's)."""
-    spec = get_stage_spec(stage)
+    spec = get_stage(stage)
     file = Path(path) if path is not None else training_config_path(stage, preset)
     if not file.is_file():
         raise FileNotFoundError(f"Training configuration file {file} does not exist")
@@ -140,8 +92,6 @@ def load_training_config(
 
 def check_training_argument_names(values: Mapping[str, Any], where: str) -> None:
     """Raise a ``ValueError`` naming any key of ``values`` that is not a ``TrainingArguments`` field."""
-    from transformers import TrainingArguments
-
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - fields)
     if unknown:
@@ -162,9 +112,7 @@ def build_training_arguments(
     validation metric (``load_best_model_at_end``), log to TensorBoard under ``output_dir/runs``
     and keep the dataset columns the collator needs.
     """
-    from transformers import TrainingArguments
-
-    spec = get_stage_spec(stage)
+    spec = get_stage(stage)
     values: dict[str, Any] = {
         "eval_strategy": "epoch",
         "save_strategy": "epoch",

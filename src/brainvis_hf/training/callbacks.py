@@ -15,6 +15,8 @@ import math
 import torch
 from transformers import TrainerCallback
 
+from ..evaluation.linear_probe import linear_probe_accuracy
+
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
@@ -72,8 +74,6 @@ def pooled_features(
 
 def linear_probe(model, train_dataset, eval_dataset, collator, *, batch_size: int = 256) -> float:
     """Linear-probe accuracy of ``model``'s pooled features (fit on train, score on eval)."""
-    from ..evaluation import linear_probe_accuracy
-
     train_x, train_y = pooled_features(model, train_dataset, collator, batch_size=batch_size)
     eval_x, eval_y = pooled_features(model, eval_dataset, collator, batch_size=batch_size)
     return linear_probe_accuracy(train_x.numpy(), train_y.numpy(), eval_x.numpy(), eval_y.numpy())

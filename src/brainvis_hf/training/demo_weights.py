@@ -21,7 +21,6 @@ may differ between builds and instruction sets); the manifest records both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -30,7 +29,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import diffusers
 import torch
+import transformers
+
+from .._io import sha256_file
+from ..data import load_eeg_imagenet, write_synthetic_eeg_imagenet
+from ..data.prepare import prepare_dataset
+from .diffusion import load_diffusion_components, train_diffusion
+from .image_classifier import train_image_classifier
 
 DEMO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "demo_weights"
 MANIFEST_NAME = "manifest.json"
@@ -60,8 +67,6 @@ def load_demo_diffusion_components() -> dict[str, Any]:
         FileNotFoundError: when the package has no demo weights (regenerate them, see the module
             docstring).
     """
-    from .diffusion import load_diffusion_components
-
     folder = demo_diffusion_dir()
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(
@@ -74,9 +79,6 @@ def load_demo_diffusion_components() -> dict[str, Any]:
 def write_demo_data(output_dir: str | os.PathLike, *, seed: int = 0) -> Path:
     """Synthesise the demo's data set (:data:`DEMO_DATA`, images included) and prepare it in
     ``output_dir/prepared``; returns that folder."""
-    from ..data import load_eeg_imagenet, write_synthetic_eeg_imagenet
-    from ..data.prepare import prepare_dataset
-
     output_dir = Path(output_dir)
     files = write_synthetic_eeg_imagenet(output_dir / "synthetic", seed=seed, with_images=True, show_progress=False, **DEMO_DATA)
     dataset = load_eeg_imagenet(files.eeg_path, files.splits_path, image_root=files.image_root, cache_dir=output_dir / ".cache")
@@ -103,8 +105,6 @@ def train_demo_diffusion(
         seed: seeds the data (when written here) and the training.
         **overrides: replace entries of :data:`DEMO_DIFFUSION_TRAINING` (e.g. ``max_steps``).
     """
-    from .diffusion import train_diffusion
-
     settings = {**DEMO_DIFFUSION_TRAINING, **overrides}
     with tempfile.TemporaryDirectory(prefix="brainvis-demo-data-") as tmp:
         data = Path(data_dir) if data_dir is not None else write_demo_data(tmp, seed=seed)
@@ -121,26 +121,16 @@ def train_demo_image_classifier(
 ):
     """Train the demo's image classifier (GA) on the training images of ``data_dir`` (default: the
     demo's synthetic data set, written to a temporary folder)."""
-    from .image_classifier import train_image_classifier
-
     settings = {**DEMO_CLASSIFIER_TRAINING, **overrides}
     with tempfile.TemporaryDirectory(prefix="brainvis-demo-data-") as tmp:
         data = Path(data_dir) if data_dir is not None else write_demo_data(tmp, seed=seed)
         return train_image_classifier(data, output_dir, seed=seed, log=log, **settings)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weight_hashes(root: str | os.PathLike) -> dict[str, str]:
     """SHA-256 of every ``*.safetensors`` file under ``root`` (relative paths, sorted)."""
     root = Path(root)
-    return {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*.safetensors"))}
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*.safetensors"))}
 
 
 _KEEP = {
@@ -152,9 +142,6 @@ _KEEP = {
 def build_demo_weights(output_dir: str | os.PathLike, *, seed: int = 0, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train the shipped demo weights into ``output_dir/{diffusion,image_classifier}`` and write
     ``output_dir/manifest.json``. Runs with one torch thread on the CPU (deterministic)."""
-    import diffusers
-    import transformers
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     previous = torch.get_num_threads()

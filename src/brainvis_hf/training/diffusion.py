@@ -30,6 +30,7 @@ it with :func:`load_diffusion_components` -- plus ``metrics.json`` (strict JSON)
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,6 +41,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKL
+from diffusers.training_utils import EMAModel
+from diffusers.utils import convert_state_dict_to_diffusers
+from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from ..pipelines.tiny import (
     build_sd15_scheduler,
@@ -48,8 +54,18 @@ from ..pipelines.tiny import (
     build_tiny_unet,
     build_tiny_vae,
 )
+from ..data.clip_targets import encode_texts
+from ..data.prepare import load_prepared_dataset
+from ..hub.upload import push_folder_to_hub
+from ..plots import plot_diffusion_losses
+from .stages import RunOptions, Stage, TrainingResult, UNET_ATTENTION_LORA
 
-LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
+# Imported where used: `diffusers.StableDiffusionPipeline` (importing it loads every pipeline's
+# image processors: seconds, and warnings without torchvision) and `peft` (seconds; LoRA runs only).
+
+_logger = logging.getLogger(__name__)
+
+LORA_TARGET_MODULES = UNET_ATTENTION_LORA.names
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 LORA_INFO_NAME = "brainvis_diffusion_lora.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -108,8 +124,6 @@ class ImageTextData:
 
 def _to_square(image, size: int):
     """Centre crop to a square and resize (bicubic) to ``size`` x ``size``, RGB."""
-    from PIL import Image
-
     image = image.convert("RGB")
     w, h = image.size
     side = min(w, h)
@@ -130,8 +144,6 @@ def load_image_text_data(
         ValueError: when a split is missing or has no ``image`` column (prepare the data with an
             image root), naming the folder.
     """
-    from ..data.prepare import load_prepared_dataset
-
     dataset_dict = load_prepared_dataset(data_dir)
     seen: dict[str, int] = {}
     pixels, prompts, labels, names = [], [], [], []
@@ -168,8 +180,6 @@ def load_image_text_data(
 def encode_prompts(prompts: Sequence[str], tokenizer, text_encoder, *, batch_size: int = 64) -> torch.Tensor:
     """Last hidden states ``(N, 77, D)`` of the text encoder, padded to the tokenizer's max length
     (what the pipeline's ``encode_prompt`` and the coarse CLIP targets compute)."""
-    from ..data.clip_targets import encode_texts
-
     return encode_texts(list(prompts), tokenizer, text_encoder, batch_size=batch_size)
 
 
@@ -272,8 +282,6 @@ def _trainable(unet) -> dict[str, torch.nn.Parameter]:
 
 
 def _save_checkpoint(folder: Path, *, unet, optimizer, ema, generator: torch.Generator, state: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -293,8 +301,6 @@ def _save_checkpoint(folder: Path, *, unet, optimizer, ema, generator: torch.Gen
 
 
 def _load_checkpoint(folder: Path, *, unet, optimizer, ema, generator: torch.Generator) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
     trainable = _trainable(unet)
     saved = load_file(str(folder / "trainable.safetensors"))
     if set(saved) != set(trainable):
@@ -494,8 +500,6 @@ def train_diffusion(
     if vae is not None:
         if init is not None:
             raise ValueError("vae= replaces the VAE of a model trained from scratch; with init=SD_FOLDER the init's VAE is used")
-        from diffusers import AutoencoderKL
-
         components["vae"] = AutoencoderKL.from_pretrained(str(vae))
     vae_given = vae is not None
     vae, text_encoder, tokenizer, unet = (components[k] for k in ("vae", "text_encoder", "tokenizer", "unet"))
@@ -510,8 +514,6 @@ def train_diffusion(
     vae_metrics: dict[str, Any] = {}
     vae_dir = output_dir / CHECKPOINTS_DIR / "vae"
     if init is None and not vae_given:
-        from diffusers import AutoencoderKL
-
         if (vae_dir / "vae_metrics.json").is_file():
             vae = AutoencoderKL.from_pretrained(vae_dir)
             vae_metrics = json.loads((vae_dir / "vae_metrics.json").read_text(encoding="utf-8"))
@@ -555,8 +557,6 @@ def train_diffusion(
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     ema = None
     if use_ema:
-        from diffusers.training_utils import EMAModel
-
         ema = EMAModel(params, decay=ema_decay)
     if prediction_type is None:
         prediction_type = "v_prediction" if init is None else components["scheduler"].config.prediction_type
@@ -621,7 +621,6 @@ def train_diffusion(
 
     scheduler = components["scheduler"]
     if lora:
-        from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
         StableDiffusionPipeline.save_lora_weights(
@@ -680,10 +679,6 @@ def train_diffusion(
 
 def _plot_losses(history: list[dict[str, Any]], vae_history: list[dict[str, Any]], path: Path) -> Path | None:
     try:
-        from ..plots import plot_diffusion_losses
-    except ImportError:  # pragma: no cover - plots imports matplotlib lazily
-        return None
-    try:
         return plot_diffusion_losses(history, vae_history, path)
     except ImportError:  # matplotlib is in the `train` extra
         return None
@@ -730,8 +725,6 @@ def generate_from_prompts(
 
 
 def _sample_grid(vae, text_encoder, tokenizer, unet, scheduler, class_names, path: Path, *, seed: int, device) -> Path:
-    from PIL import Image
-
     prompts = [class_names[k] for k in sorted(class_names)]
     components = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
     images = generate_from_prompts(components, prompts, num_inference_steps=25, seed=seed)
@@ -785,3 +778,79 @@ __all__ = [
     "train_diffusion",
     "train_vae",
 ]
+
+
+# ----------------------------------------------------------------------------------------------
+# `brainvis train diffusion`: the stage's runner (its Stage entry names it)
+# ----------------------------------------------------------------------------------------------
+
+#: ``TrainingArguments`` names the diffusion stage understands -> its :func:`train_diffusion` keyword
+_TRAINER_NAMES = {
+    "max_steps": "max_steps",
+    "per_device_train_batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "warmup_steps": "lr_warmup_steps",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+    "save_steps": "save_steps",
+    "logging_steps": "logging_steps",
+}
+#: :func:`train_diffusion` keywords a ``--training-arg NAME=VALUE`` may set directly
+_OWN_NAMES = ("use_ema", "ema_decay", "conditioning_dropout", "prediction_type", "image_size", "splits", "vae_steps",
+              "vae", "vae_block_out_channels", "unet_block_out_channels", "text_encoder_seed", "sample_images")
+
+
+def run_diffusion_stage(stage: Stage, data_dir: Path, output_dir: Path, options: RunOptions) -> TrainingResult:
+    """``train_stage("diffusion", ...)``: :func:`train_diffusion` with the options every stage takes.
+
+    ``--init`` (0 or 1) is the Stable Diffusion model to adapt, ``--lora`` / ``--lora-r`` /
+    ``--lora-alpha`` its adapters, ``--seed``, ``--resume-from-checkpoint``, ``--overwrite-output``
+    and ``--push-to-hub`` mean what they mean for the other stages. Trainer options map to their
+    :func:`train_diffusion` counterparts (``--max-steps``, ``--per-device-train-batch-size``,
+    ``--learning-rate``, ``--warmup-steps``, ...; ``--use-cpu`` trains on the CPU); its other
+    keywords can be given with ``--training-arg`` (e.g. ``use_ema=true``). Options that have no
+    meaning here (``--preset`` other than the default, ``--config``, ``--training-config``, the
+    paper protocol, ``--merge-lora``, ...) are an error naming them.
+    """
+    stage.check_init_count(options.init)
+    defaults = RunOptions()
+    unused = [flag for flag, value, default in (
+        ("--preset", options.preset, defaults.preset), ("--config", options.config, None),
+        ("--training-config", options.training_config, None), ("--protocol", options.protocol, defaults.protocol),
+        ("--lora-dropout", options.lora_dropout, defaults.lora_dropout), ("--merge-lora", options.merge_lora, False),
+        ("--linear-probe-every", options.linear_probe_every_n_epochs, None),
+    ) if value != default]
+    if options.callbacks:
+        unused.append("callbacks (TrainerCallback)")
+    if unused:
+        raise ValueError(f"Stage {stage.name!r} does not take {', '.join(unused)} (see docs/diffusion-training.md)")
+    kwargs: dict[str, Any] = {}
+    unknown = []
+    for name, value in options.training_overrides.items():
+        if name in _TRAINER_NAMES:
+            kwargs[_TRAINER_NAMES[name]] = int(value) if name in ("max_steps", "save_steps", "logging_steps") else value
+        elif name in _OWN_NAMES:
+            kwargs[name] = value
+        elif name == "use_cpu":
+            kwargs["device"] = "cpu" if value else None
+        elif name not in ("report_to", "disable_tqdm"):
+            unknown.append(name)
+    if unknown:
+        raise ValueError(
+            f"Stage {stage.name!r} does not take the training option(s) {unknown}; it takes "
+            f"{sorted([*_TRAINER_NAMES, *_OWN_NAMES, 'use_cpu'])}"
+        )
+    resume = options.resume_from_checkpoint
+    result = train_diffusion(
+        data_dir, output_dir, init=options.init[0] if options.init else None, lora=options.lora,
+        lora_rank=options.lora_r, lora_alpha=options.lora_alpha, seed=options.seed,
+        resume_from_checkpoint="last" if resume is True else resume, overwrite_output_dir=options.overwrite_output,
+        log=_logger.info, **kwargs,
+    )
+    metrics = dict(result.metrics)
+    if options.push_to_hub:
+        metrics["hub_commit"] = push_folder_to_hub(
+            output_dir, options.push_to_hub, private=options.hub_private, token=options.hub_token,
+            commit_message=f"brainvis train {stage.name}", ignore_patterns=(f"{CHECKPOINTS_DIR}/**", "*.tmp"),
+        )
+    return TrainingResult(output_dir=result.output_dir, stage=stage.name, metrics=metrics, model=None, trainer=None)

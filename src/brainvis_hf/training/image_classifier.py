@@ -23,12 +23,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessor
+
+from ..data.labels import WNID_TO_WORDS
+from ..data.prepare import load_prepared_dataset
+from .diffusion import load_image_text_data
 
 
 def build_small_image_classifier(id2label: dict[int, str], *, seed: int = 0):
     """A random tiny ``ResNetForImageClassification`` (basic blocks, widths 16-32-64)."""
-    from transformers import ResNetConfig, ResNetForImageClassification
-
     config = ResNetConfig(
         num_channels=3, embedding_size=16, hidden_sizes=[16, 32, 64], depths=[1, 1, 1], layer_type="basic",
         downsample_in_first_stage=False, num_labels=len(id2label),
@@ -42,8 +45,6 @@ def build_small_image_classifier(id2label: dict[int, str], *, seed: int = 0):
 
 def build_image_processor(image_size: int):
     """Resize to ``image_size`` squared, scale to [-1, 1] (mean = std = 0.5)."""
-    from transformers import ViTImageProcessor
-
     return ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
 
@@ -92,8 +93,6 @@ def train_image_classifier(
     (loadable with ``AutoModelForImageClassification`` / ``AutoImageProcessor``) and
     ``metrics.json`` (training time, accuracy on the images of ``eval_splits``).
     """
-    from .diffusion import load_image_text_data
-
     log = log or (lambda message: None)
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
@@ -102,11 +101,7 @@ def train_image_classifier(
         shutil.rmtree(output_dir)
     started = time.perf_counter()
     data = load_image_text_data(data_dir, image_size=image_size, splits=splits)
-    from ..data.prepare import load_prepared_dataset
-
     names = load_prepared_dataset(data_dir)[splits[0]].features["label"].names
-    from ..data.labels import WNID_TO_WORDS
-
     id2label = {i: data.class_names.get(i, WNID_TO_WORDS.get(name, name)) for i, name in enumerate(names)}
     model = build_small_image_classifier(id2label, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)

@@ -1,7 +1,8 @@
 """LoRA (PEFT) for the stages that fine-tune a pretrained time encoder.
 
-Adapters go on the attention (query, key, value, output) and feed-forward linears of the time
-encoder's transformer layers; the task heads (classifier, prompt projector) are trained in full
+Adapters go where the stage's :attr:`~.stages.Stage.lora_targets` say: for the EEG stages the
+attention (query, key, value, output) and feed-forward linears of the time encoder's transformer
+layers; the task heads (classifier, prompt projector) are trained in full
 (``modules_to_save``); everything else is frozen. A run trained with ``lora=True`` saves the
 adapter (``adapter_config.json`` + ``adapter_model.safetensors``) and a ``brainvis_lora.json``
 that records how to rebuild the base model, so :func:`~brainvis_hf.training.lora_merge.merge_lora_adapter`
@@ -19,20 +20,23 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .stages import TIME_ENCODER_LORA, LoraTargets
+
 LORA_META_NAME = "brainvis_lora.json"
-# Linear layers inside the numbered transformer layers of an encoder (not the LMM momentum
-# encoder or regressor: they are not trained by the fine-tuning stages)
-_LAYER_PATTERN = re.compile(r"(^|\.)layers\.\d+\.")
-_EXCLUDED = ("momentum_encoder", "regressor")
 
 
-def lora_target_modules(model: nn.Module) -> list[str]:
-    """Names of the ``nn.Linear`` modules inside the transformer layers of ``model``."""
+def lora_target_modules(model: nn.Module, targets: LoraTargets = TIME_ENCODER_LORA) -> list[str]:
+    """Names of the ``nn.Linear`` modules of ``model`` that ``targets`` selects (by default: inside
+    the time encoder's transformer layers, not the LMM momentum encoder or regressor)."""
+    if targets.names:
+        return [name for name, module in model.named_modules()
+                if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets.names)]
+    inside = re.compile(targets.inside or "")
     names = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or not _LAYER_PATTERN.search(name):
+        if not isinstance(module, nn.Linear) or not inside.search(name):
             continue
-        if any(part in name.split(".") for part in _EXCLUDED):
+        if any(part in name.split(".") for part in targets.exclude):
             continue
         names.append(name)
     return names
@@ -49,26 +53,26 @@ def lora_modules_to_save(model: nn.Module, targets: list[str]) -> list[str]:
     return keep
 
 
-def apply_lora(model, *, r: int = 8, alpha: int = 16, dropout: float = 0.05):
-    """Wrap ``model`` in a ``peft.PeftModel`` with LoRA on its transformer linears.
+def apply_lora(model, *, r: int = 8, alpha: int = 16, dropout: float = 0.05,
+               targets: LoraTargets = TIME_ENCODER_LORA):
+    """Wrap ``model`` in a ``peft.PeftModel`` with LoRA on the linears ``targets`` selects (a
+    stage's :attr:`~.stages.Stage.lora_targets`).
 
     Raises:
-        ValueError: when the model has no transformer linears (e.g. the frequency encoder).
+        ValueError: when the model has no such linears (e.g. the frequency encoder).
     """
+    # peft takes seconds to import and only --lora runs need it
     from peft import LoraConfig, get_peft_model
 
-    targets = lora_target_modules(model)
-    if not targets:
-        raise ValueError(
-            f"LoRA needs transformer layers with linear projections; {type(model).__name__} has none "
-            "(LoRA applies to the time encoder: stages time-finetune, timefreq and align)."
-        )
+    names = lora_target_modules(model, targets)
+    if not names:
+        raise ValueError(f"LoRA goes on {targets.description}; {type(model).__name__} has none.")
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=targets,
-        modules_to_save=lora_modules_to_save(model, targets),
+        target_modules=names,
+        modules_to_save=lora_modules_to_save(model, names),
         bias="none",
     )
     return get_peft_model(model, config)

@@ -1,7 +1,7 @@
 """Export a LoRA run folder as a plain model: rebuild the base model, merge the adapter into it.
 
-It sits above both :mod:`.stages` (which rebuilds the base model of a stage) and :mod:`.lora`
-(the PEFT mechanics that :mod:`.stages` uses), so neither of those imports the other back.
+It sits above both :mod:`.stage_models` (which rebuilds the base model of a stage) and
+:mod:`.lora` (the PEFT mechanics that :mod:`.run` uses), so neither of those imports the other back.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .lora import LORA_META_NAME
-from .stages import rebuild_base_model
+from .stage_models import rebuild_base_model
 
 
 def merge_lora_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:
@@ -26,7 +26,7 @@ def merge_lora_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.Path
         The folder of the merged model (loadable with ``AutoModel.from_pretrained`` after
         ``import brainvis_hf``).
     """
-    from peft import PeftModel  # lazy: peft is needed only by LoRA runs
+    from peft import PeftModel  # peft takes seconds to import and only LoRA runs need it
 
     adapter_dir = Path(adapter_dir)
     meta_path = adapter_dir / LORA_META_NAME

@@ -33,8 +33,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import datasets
 import numpy as np
+import torch
 
+from ..data.prepare import load_prepared_dataset, prepare_dataset
 from ..data.splits import (  # noqa: F401  (re-exported: their home is data/splits.py)
     SPLITS_MANIFEST,
     read_split_manifest,
@@ -49,6 +52,8 @@ from ..evaluation.controls import (  # noqa: F401  (re-exported: their home is e
     chance_level,
     temporal_adjacency_probe,
 )
+from .run import train_stage
+from .stages import get_stage
 
 SUBJECT_PROTOCOLS = ("per-subject", "loso")
 
@@ -65,7 +70,6 @@ def subject_folds(dataset_dict, protocol: str) -> dict[str, Any]:
     ``train`` and ``validation`` from every other subject, ``test`` = all of subject XX's
     recordings of the test split. Subjects come from the ``subject`` column.
     """
-    import datasets
 
     if protocol not in SUBJECT_PROTOCOLS:
         raise ValueError(f"Unknown subject protocol {protocol!r}; expected one of {', '.join(SUBJECT_PROTOCOLS)}")
@@ -136,12 +140,11 @@ def run_subject_protocol(
 
     Returns:
         ``{"protocol", "stage", "folds": {fold: final evaluation}, "summary": mean/std per metric}``.
-        ``train_kwargs`` go to :func:`~.stages.train_stage` (including its own ``protocol``:
+        ``train_kwargs`` go to :func:`~.run.train_stage` (including its own ``protocol``:
         selection on validation, or the paper's on test).
     """
-    from ..data.prepare import load_prepared_dataset, prepare_dataset
-    from .stages import train_stage
-
+    if get_stage(stage).runner is not None:
+        raise ValueError(f"--subject-protocol applies to the EEG stages, not {stage!r}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     dataset_dict = load_prepared_dataset(data_dir)
     folds = subject_folds(dataset_dict, subject_protocol)
@@ -193,8 +196,6 @@ def shuffled_label_dataset(dataset_dict, *, seed: int = 0, splits: Sequence[str]
     ``test`` keeps its true labels, so the control's test accuracy measures what the model
     learnt about the stimulus: it must be at chance.
     """
-    import datasets
-
     rng = np.random.default_rng(seed)
     out = {}
     for name, split in dataset_dict.items():
@@ -246,10 +247,7 @@ def run_controls(
         whose majority prediction is their own label against ``1 / num_labels``. For the probe it
         is its own binomial test at ``alpha``. Either flags a confound.
     """
-    from ..data.prepare import load_prepared_dataset, prepare_dataset
-    from .stages import STAGE_KINDS, train_stage
-
-    if STAGE_KINDS.get(stage) != "classification":
+    if get_stage(stage).kind != "classification":
         raise ValueError(f"--controls applies to the classification stages (time-finetune, freq, timefreq), not {stage!r}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     dataset_dict = load_prepared_dataset(data_dir)
@@ -305,8 +303,6 @@ def run_controls(
 
 def _predict_classes(model, dataset, batch_size: int = 256) -> np.ndarray:
     """Argmax class of a classification model on every row of ``dataset`` (eval mode, no grad)."""
-    import torch
-
     model = getattr(model, "module", model)
     device = next(model.parameters()).device
     was_training = model.training

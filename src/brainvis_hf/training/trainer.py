@@ -23,20 +23,13 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from ..evaluation.classification_metrics import eeg_classification_metrics
+from .stages import LMM_LOSS_PARTS, stage_loss_parts
 
-# scalar model outputs that are logged during training, per stage kind
-LOSS_PART_KEYS: dict[str, tuple[str, ...]] = {
-    "masked_modeling": ("regression_loss", "codebook_loss", "codebook_hit_rate", "codebook_ndcg_at_10"),
-    "classification": (),
-    "alignment": (
-        "mse_coarse_loss",
-        "mse_fine_loss",
-        "cosine_coarse_loss",
-        "cosine_fine_loss",
-        "classification_loss",
-    ),
-}
-PRETRAIN_PARTS = ("regression_loss", "codebook_loss", "codebook_hit_rate", "codebook_ndcg_at_10")
+#: the Trainer's stage kinds (their loss parts are the stages' :attr:`~.stages.Stage.loss_parts`)
+TRAINER_KINDS = ("masked_modeling", "classification", "alignment")
+# old names
+LOSS_PART_KEYS: dict[str, tuple[str, ...]] = {kind: stage_loss_parts(kind) for kind in TRAINER_KINDS}
+PRETRAIN_PARTS = LMM_LOSS_PARTS
 
 
 def forward_parameter_names(model: torch.nn.Module) -> set[str] | None:
@@ -77,14 +70,19 @@ class BrainVisTrainer(Trainer):
 
     Args:
         stage_kind: ``"masked_modeling"``, ``"classification"`` or ``"alignment"``.
+        loss_parts: the scalar outputs logged beside ``loss`` (default: those of the registered
+            stages of ``stage_kind``).
+        linear_probe: a :class:`~.callbacks.LinearProbeCallback` run in every in-training evaluation.
         *args, **kwargs: as ``transformers.Trainer``.
     """
 
-    def __init__(self, *args, stage_kind: str = "classification", linear_probe=None, **kwargs):
-        if stage_kind not in LOSS_PART_KEYS:
-            raise ValueError(f"Unknown stage kind {stage_kind!r}; expected one of {sorted(LOSS_PART_KEYS)}")
+    def __init__(self, *args, stage_kind: str = "classification", loss_parts: tuple[str, ...] | None = None,
+                 linear_probe=None, **kwargs):
+        if stage_kind not in TRAINER_KINDS:
+            raise ValueError(f"Unknown stage kind {stage_kind!r}; expected one of {sorted(TRAINER_KINDS)}")
         super().__init__(*args, **kwargs)
         self.stage_kind = stage_kind
+        self.loss_parts = tuple(stage_loss_parts(stage_kind) if loss_parts is None else loss_parts)
         self.linear_probe = linear_probe
         self._extra_eval_metrics: dict[str, float] = {}
         if self.compute_metrics is not None:
@@ -107,7 +105,7 @@ class BrainVisTrainer(Trainer):
     def _accumulate_parts(self, outputs) -> None:
         if not isinstance(outputs, dict):
             return
-        keys = LOSS_PART_KEYS[self.stage_kind] or ()
+        keys = self.loss_parts
         found = False
         for key in keys:
             value = _scalar(outputs.get(key))
@@ -174,7 +172,7 @@ class BrainVisTrainer(Trainer):
             return torch.cat(columns, dim=1)
         # masked modeling: batch-mean loss parts, one row per sample (sample-weighted mean later)
         values = []
-        for key in PRETRAIN_PARTS:
+        for key in LMM_LOSS_PARTS:
             value = _scalar(outputs.get(key)) if isinstance(outputs, dict) else None
             values.append(value.to(inputs["eeg_values"].device) if value is not None else torch.tensor(float("nan")))
         return torch.stack(values).to(inputs["eeg_values"].device)[None, :].expand(batch, -1).clone()
@@ -209,6 +207,6 @@ def compute_stage_metrics(stage_kind: str):
             if predictions.shape[1] > 2:
                 metrics.update(classification_metrics(predictions[:, :-2], labels))
             return metrics
-        return {key: float(np.nanmean(predictions[:, i])) for i, key in enumerate(PRETRAIN_PARTS)}
+        return {key: float(np.nanmean(predictions[:, i])) for i, key in enumerate(LMM_LOSS_PARTS)}
 
     return compute
