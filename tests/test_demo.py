@@ -16,8 +16,8 @@ import torch
 from huggingface_hub import DatasetCard, ModelCard
 from PIL import Image
 
-from brainvis_hf.demo import DEMO_STAGES, ColourCaptioner, run_demo
-from brainvis_hf.report import check_report_in_browser, find_chromium
+from brainvis_hf.apps.demo import DEMO_STAGES, ColourCaptioner, run_demo
+from brainvis_hf.apps.demo_report import check_report_in_browser, find_chromium
 
 FIGURES = ("eeg_traces.png", "training_curves.png", "confusion_matrix.png", "contact_sheet.png")
 
@@ -108,7 +108,7 @@ def test_report_page_content(demo):
     # the plain statement about noise images and how to get real ones
     assert "its images are noise" in page and "brainvis demo --sd-model REPO" in page
     # links to the saved pipeline and its model card, which exist; nothing loaded from outside
-    from brainvis_hf.report import page_references
+    from brainvis_hf.apps.demo_report import page_references
 
     assert '<a href="pipeline/">' in page and '<a href="pipeline/README.md">' in page
     assert page_references(demo.report_path) == ([], ["pipeline/", "pipeline/README.md"], [])
@@ -134,7 +134,7 @@ def test_eeg_metric_matches_an_independent_computation(demo):
 
 def test_saved_pipeline_regenerates_the_same_images(demo, tmp_path):
     from brainvis_hf.pipelines import BrainVisPipeline
-    from brainvis_hf.pipelines.generate_folder import GenerationSettings, load_eeg_records
+    from brainvis_hf.apps.generate_folder import GenerationSettings, load_eeg_records
 
     manifest = json.loads((demo.generated_dir / "manifest.json").read_text())
     info = json.loads((demo.output_dir / "demo.json").read_text())
@@ -275,7 +275,7 @@ def test_sd_model_option_uses_the_given_stable_diffusion_weights(tmp_path):
 
     from safetensors.torch import load_file
 
-    from brainvis_hf.demo import QUICK_SETTINGS
+    from brainvis_hf.apps.demo import QUICK_SETTINGS
     from brainvis_hf.pipelines.tiny import save_tiny_stable_diffusion
 
     sd_dir = save_tiny_stable_diffusion(tmp_path / "sd", seed=7)
@@ -410,7 +410,7 @@ def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
     from transformers.utils import logging as hf_logging
     from tqdm.auto import tqdm
 
-    from brainvis_hf.demo import _library_output_to
+    from brainvis_hf.apps.demo import _library_output_to
 
     logger = hf_logging.get_logger("transformers.modeling_utils")
     console, log = io.StringIO(), io.StringIO()
@@ -427,7 +427,7 @@ def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
 
 
 def test_stage_results_carry_the_linear_baseline_when_the_run_has_one():
-    from brainvis_hf.demo import _stage_result
+    from brainvis_hf.apps.demo import _stage_result
 
     metrics = {"global_step": 6, "best_metric": 0.5, "evaluation": {"test": {"accuracy": 0.4, "runtime": 1.0}}}
     assert _stage_result(metrics) == {"global_step": 6, "best_metric": 0.5, "test_accuracy": 0.4}

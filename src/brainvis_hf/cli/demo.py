@@ -1,4 +1,4 @@
-"""``brainvis demo``: the whole chain on synthetic EEG, offline, on a CPU (see brainvis_hf.demo)."""
+"""``brainvis demo``: the whole chain on synthetic EEG, offline, on a CPU (see brainvis_hf.apps.demo)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..demo import DemoInterrupted, run_demo
+    from ..apps.demo import DemoInterrupted, run_demo
 
     try:
         result = run_demo(

@@ -54,7 +54,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._io import finite_or_none
+from .._io import finite_or_none
 
 #: the training stages, in order, with what each starts from
 DEMO_STAGES: tuple[str, ...] = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
@@ -570,7 +570,7 @@ def _run_demo(
 ) -> DemoResult:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     if sd_model is not None and settings is FULL_SETTINGS:
@@ -623,8 +623,8 @@ def _run_phases(
 
     # 1. synthetic EEG-ImageNet ---------------------------------------------------------------
     with quiet():
-        from .data import load_eeg_imagenet, write_synthetic_eeg_imagenet
-        from .data.prepare import load_prepared_dataset, prepare_dataset
+        from ..data import load_eeg_imagenet, write_synthetic_eeg_imagenet
+        from ..data.prepare import load_prepared_dataset, prepare_dataset
 
     raw_dir = output_dir / "data" / "synthetic"
     if redo("synthesise"):
@@ -688,7 +688,7 @@ def _run_phases(
         return components
 
     if redo("CLIP targets"):
-        from .data.clip_targets import compute_clip_targets
+        from ..data.clip_targets import compute_clip_targets
 
         progress.start("CLIP targets", "class-name and caption embeddings of every image")
         with quiet():
@@ -720,8 +720,8 @@ def _run_phases(
 
     # 5. the pipeline -------------------------------------------------------------------------------
     with quiet():
-        from .models import BrainVisForCLIPAlignment
-        from .pipelines import BrainVisPipeline
+        from ..models import BrainVisForCLIPAlignment
+        from ..pipelines import BrainVisPipeline
 
         eeg_encoder = BrainVisForCLIPAlignment.from_pretrained(run_dirs["align"]).eval()
     pipeline_dir = output_dir / "pipeline"
@@ -733,7 +733,7 @@ def _run_phases(
         finish("assemble", str(pipeline_dir))
 
     # 6. generation ---------------------------------------------------------------------------------
-    from .pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
+    from .generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
 
     generated_dir = output_dir / "generated"
     indices = _pick_test_rows(prepared["test"], settings.num_test_eegs)
@@ -765,11 +765,11 @@ def _run_phases(
         finish("generate", f"{len(indices) * settings.num_images_per_eeg} images in {generated_dir}")
 
     # 7. evaluation -------------------------------------------------------------------------------
-    from .evaluation import eeg_classification_metrics
+    from ..evaluation import eeg_classification_metrics
 
     evaluation_dir = output_dir / "evaluation"
     if redo("evaluate"):
-        from .evaluation.report import evaluate_generated
+        from ..evaluation.report import evaluate_generated
 
         progress.start("evaluate", "GA, IS, FID, SSIM of the images; EEG classification on the whole test split")
         eval_models = output_dir / "eval_models"
@@ -800,7 +800,7 @@ def _run_phases(
     report_path = output_dir / "report.html"
     if redo("report"):
         progress.start("report", "report.html + figures + model card")
-        from .hub_pipeline import pipeline_model_card
+        from ..hub_pipeline import pipeline_model_card
 
         with quiet():
             card = pipeline_model_card(
@@ -894,7 +894,7 @@ def train_all_stages(
     stage's folder is removed before it is trained. ``on_stage_done(stage, seconds)`` follows each
     trained stage; ``quiet()`` wraps the library calls; ``progress_file`` (a terminal) shows one
     progress bar over the stages."""
-    from .training import train_stage
+    from ..training import train_stage
 
     quiet = quiet or (lambda **kw: contextlib.nullcontext())
     run_dirs = {stage: runs_dir / stage for stage in DEMO_STAGES}
@@ -967,7 +967,7 @@ def _BarCallback(bar, stage: str):
 def _diffusion_components(sd_model: str | None, seed: int) -> dict[str, Any]:
     """The pipeline's vae / text_encoder / tokenizer / unet / scheduler."""
     if sd_model is None:
-        from .pipelines.tiny import build_tiny_sd_components
+        from ..pipelines.tiny import build_tiny_sd_components
 
         return build_tiny_sd_components(seed=seed)
     from diffusers import StableDiffusionPipeline
@@ -1098,8 +1098,8 @@ def write_demo_report(
     sd_model: str | None,
 ) -> Path:
     """Draw the figures and write ``output_dir/report.html`` (self-contained)."""
-    from .plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
-    from .report import ReportFigure, ReportSection, ReportTable, write_report
+    from ..plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
+    from .demo_report import ReportFigure, ReportSection, ReportTable, write_report
 
     figures = output_dir / "figures"
     test = prepared["test"]
