@@ -106,7 +106,7 @@ def test_report_page_content(demo):
     for title in ("EEG traces", "Training curves", "Confusion matrix", "Generated images (contact sheet)", "Metrics"):
         assert f"<h2>{title}</h2>" in page, title
     # what the diffusion part is, and how to get photographs
-    assert "trained from scratch on the demo's synthetic class images" in page and "brainvis demo --sd-model REPO" in page
+    assert "trained from scratch on the demo" in page and "synthetic class images" in page and "brainvis demo --sd-model REPO" in page
     assert "<h2>Generation accuracy: what the EEG contributes</h2>" in page
     for title in ("Control: images from the oracle class name", "Control: images from shuffled EEG"):
         assert f"<h2>{title}</h2>" in page, title
@@ -494,3 +494,42 @@ def test_metrics_json_has_the_generation_accuracy_rows(demo):
     assert sum(p["eeg_from"] != p["eeg_id"] for p in pairs) >= len(pairs) - 1
     assert set(metrics["checks"]) >= {"ga_from_eeg_at_least_3x_chance", "ga_from_shuffled_eeg_within_2se_of_chance"}
 
+
+
+def test_train_diffusion_trains_and_uses_its_own_components(tmp_path):
+    """`--train-diffusion`: the diffusion components and the image classifier are trained on the run's
+    data (a few steps here) and used instead of the shipped ones: the saved pipeline's UNet is the run's,
+    and GA is scored with the run's classifier."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from brainvis_hf.apps.demo import QUICK_SETTINGS
+
+    settings = replace(
+        QUICK_SETTINGS, num_images_per_class=3,
+        training_overrides={s: {"max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1,
+                                "load_best_model_at_end": False} for s in DEMO_STAGES},
+        num_test_eegs=2, num_images_per_eeg=1, num_inference_steps=2, refine_num_inference_steps=2, n_way=5,
+        num_trials=5,
+    )
+    lines = []
+    result = run_demo(tmp_path / "out", seed=1, settings=settings, train_diffusion=True, log=lines.append)
+    assert sum(bool(re.match(r"\[\d/9\] ", line)) for line in lines) == 9 and any("train diffusion" in l for l in lines)
+    run = result.output_dir / "runs" / "diffusion"
+    saved = load_file(str(result.pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    trained = load_file(str(run / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in trained)
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    assert metrics["generation_accuracy"]["classifier"] == str(result.output_dir / "runs" / "image_classifier")
+    assert "--train-diffusion" in result.report_path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="excludes sd_model"):
+        run_demo(tmp_path / "other", quick=True, train_diffusion=True, sd_model="x", log=lambda line: None)
+
+
+def test_cli_has_the_train_diffusion_flag(capsys):
+    from brainvis_hf.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--train-diffusion" in capsys.readouterr().out
