@@ -412,11 +412,12 @@ def _ground_truth_image(value: Any) -> PIL.Image.Image | None:
 
 
 def _call_pipe(pipe, eeg: np.ndarray, settings: GenerationSettings, seeds: list[int], class_words: list[str] | None = None):
-    inputs: dict[str, Any] = {"eeg_values": eeg}
+    inputs: dict[str, Any] = {}
     if settings.prompt_source == "class_name":  # oracle: the true class words instead of the EEG
         prompt_embeds, _ = pipe.encode_prompt(class_words)
-        inputs = {"eeg_values": None, "prompt_embeds": prompt_embeds, "refine_prompt": list(class_words)}
+        eeg, inputs = None, {"prompt_embeds": prompt_embeds, "refine_prompt": list(class_words)}
     return pipe(
+        eeg,
         **inputs,
         num_images_per_prompt=1,
         num_inference_steps=settings.num_inference_steps,
