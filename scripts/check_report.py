@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the full verdicts as JSON")
     args = parser.parse_args(argv)
 
-    from brainvis_hf.report import check_report_in_browser
+    from brainvis_hf.apps.demo_report import check_report_in_browser
 
     status = 0
     verdicts = {}

@@ -16,8 +16,8 @@ import torch
 from huggingface_hub import DatasetCard, ModelCard
 from PIL import Image
 
-from brainvis_hf.demo import DEMO_STAGES, ColourCaptioner, run_demo
-from brainvis_hf.report import check_report_in_browser, find_chromium
+from brainvis_hf.apps.demo import DEMO_STAGES, ColourCaptioner, run_demo
+from brainvis_hf.apps.demo_report import check_report_in_browser, find_chromium
 
 FIGURES = ("eeg_traces.png", "training_curves.png", "confusion_matrix.png", "contact_sheet.png")
 
@@ -105,10 +105,13 @@ def test_report_page_content(demo):
     assert len(sources) >= 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     for title in ("EEG traces", "Training curves", "Confusion matrix", "Generated images (contact sheet)", "Metrics"):
         assert f"<h2>{title}</h2>" in page, title
-    # the plain statement about noise images and how to get real ones
-    assert "its images are noise" in page and "brainvis demo --sd-model REPO" in page
+    # what the diffusion part is, and how to get photographs
+    assert "trained from scratch on the demo" in page and "synthetic class images" in page and "brainvis demo --sd-model REPO" in page
+    assert "<h2>Generation accuracy: what the EEG contributes</h2>" in page
+    for title in ("Control: images from the oracle class name", "Control: images from shuffled EEG"):
+        assert f"<h2>{title}</h2>" in page, title
     # links to the saved pipeline and its model card, which exist; nothing loaded from outside
-    from brainvis_hf.report import page_references
+    from brainvis_hf.apps.demo_report import page_references
 
     assert '<a href="pipeline/">' in page and '<a href="pipeline/README.md">' in page
     assert page_references(demo.report_path) == ([], ["pipeline/", "pipeline/README.md"], [])
@@ -134,7 +137,7 @@ def test_eeg_metric_matches_an_independent_computation(demo):
 
 def test_saved_pipeline_regenerates_the_same_images(demo, tmp_path):
     from brainvis_hf.pipelines import BrainVisPipeline
-    from brainvis_hf.pipelines.generate_folder import GenerationSettings, load_eeg_records
+    from brainvis_hf.apps.generate_folder import GenerationSettings, load_eeg_records
 
     manifest = json.loads((demo.generated_dir / "manifest.json").read_text())
     info = json.loads((demo.output_dir / "demo.json").read_text())
@@ -199,7 +202,8 @@ def test_pipeline_card_has_the_run_metrics_and_renders(demo):
     card = ModelCard.load(demo.pipeline_dir / "README.md")
     data = card.data
     assert data.library_name == "diffusers" and data.pipeline_tag == "text-to-image"
-    assert {"eeg", "bci", "brain-decoding", "diffusers", "random-weights"} <= set(data.tags)
+    assert {"eeg", "bci", "brain-decoding", "diffusers"} <= set(data.tags)
+    assert "random-weights" not in data.tags  # the demo's diffusion model is trained
     results = {r.metric_type: r.metric_value for r in data.eval_results}
     expected = {k: v for k, v in demo.metrics.items() if isinstance(v, float)}
     assert results == pytest.approx(expected, abs=1e-6)  # the card rounds to 6 decimals
@@ -230,12 +234,30 @@ def test_stage_and_dataset_cards_parse_and_render(demo):
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (Debian: apt-get install -y chromium)")
-def test_report_loads_in_chromium(demo):
-    verdict = check_report_in_browser(demo.output_dir)
+def test_report_loads_in_chromium(demo, tmp_path):
+    """Loads in headless Chromium with every image decoded; its full-page screenshot shows every
+    section, the GA table and the two control contact sheets included (each section's band of the
+    screenshot is not blank, and the picture sections hold many colours)."""
+    verdict = check_report_in_browser(demo.output_dir, screenshot=tmp_path / "report.png")
     assert verdict["errors"] == [] and verdict["external"] == []
-    assert len(verdict["images"]) == verdict["num_img_tags"] >= 4
+    assert len(verdict["images"]) == verdict["num_img_tags"] >= 6
     assert all(image["naturalWidth"] > 0 and image["naturalHeight"] > 0 for image in verdict["images"])
     assert verdict["ok"] is True
+    sections = {s["title"]: s for s in verdict["sections"]}
+    required = {"Metrics": False, "Generation accuracy: what the EEG contributes": False,
+                "Generated images (contact sheet)": True, "Generation accuracy per class": True,
+                "Control: images from the oracle class name": True, "Control: images from shuffled EEG": True}
+    with Image.open(verdict["screenshot"]) as shot:
+        page = np.asarray(shot.convert("RGB"))
+    assert page.shape[0] >= verdict["pageHeight"] - 2 and page.shape[1] >= 1000
+    for title, is_picture in required.items():
+        band = page[sections[title]["top"] : sections[title]["bottom"]]
+        assert band.shape[0] > 40, title
+        ink = (band < 200).any(axis=2).mean()  # share of pixels that are not white / light grey
+        assert ink > 0.005, f"{title}: the screenshot's band is blank"
+        if is_picture:
+            colours = len(np.unique(band.reshape(-1, 3), axis=0))
+            assert colours > 50, f"{title}: {colours} colours in its band; the figure did not render"
 
 
 def test_cli_refuses_to_overwrite_an_earlier_run(demo, capsys):
@@ -275,7 +297,7 @@ def test_sd_model_option_uses_the_given_stable_diffusion_weights(tmp_path):
 
     from safetensors.torch import load_file
 
-    from brainvis_hf.demo import QUICK_SETTINGS
+    from brainvis_hf.apps.demo import QUICK_SETTINGS
     from brainvis_hf.pipelines.tiny import save_tiny_stable_diffusion
 
     sd_dir = save_tiny_stable_diffusion(tmp_path / "sd", seed=7)
@@ -294,7 +316,7 @@ def test_sd_model_option_uses_the_given_stable_diffusion_weights(tmp_path):
     index = json.loads((result.data_dir / "clip_targets" / "index.json").read_text())
     assert index["clip_model"].startswith(str(sd_dir))  # its text encoder made the CLIP targets
     page = result.report_path.read_text(encoding="utf-8")
-    assert f"Diffusion weights: {sd_dir}" in page and "its images are noise" not in page
+    assert f"Diffusion weights: {sd_dir}" in page and "synthetic class images" not in page
     card = ModelCard.load(result.pipeline_dir / "README.md")
     assert "random-weights" not in card.data.tags
 
@@ -410,7 +432,7 @@ def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
     from transformers.utils import logging as hf_logging
     from tqdm.auto import tqdm
 
-    from brainvis_hf.demo import _library_output_to
+    from brainvis_hf.apps.demo import _library_output_to
 
     logger = hf_logging.get_logger("transformers.modeling_utils")
     console, log = io.StringIO(), io.StringIO()
@@ -427,10 +449,87 @@ def test_library_output_goes_to_the_log_and_comes_back(tmp_path):
 
 
 def test_stage_results_carry_the_linear_baseline_when_the_run_has_one():
-    from brainvis_hf.demo import _stage_result
+    from brainvis_hf.apps.demo import _stage_result
 
     metrics = {"global_step": 6, "best_metric": 0.5, "evaluation": {"test": {"accuracy": 0.4, "runtime": 1.0}}}
     assert _stage_result(metrics) == {"global_step": 6, "best_metric": 0.5, "test_accuracy": 0.4}
     metrics["linear_baseline"] = {"validation": {"accuracy": 0.1}, "test": {"accuracy": 0.2}, "model": "logistic"}
     result = _stage_result(metrics)
     assert result["linear_baseline_validation_accuracy"] == 0.1 and result["linear_baseline_test_accuracy"] == 0.2
+
+
+def test_metrics_json_has_the_generation_accuracy_rows(demo):
+    """OUT/metrics.json: GA of refined and stage-1 images from EEG, the oracle class name and shuffled
+    EEG, and the EEG classifier's accuracy, each with sd / standard error over samples; the values
+    agree with an independent count from the manifests and the shipped classifier."""
+    from brainvis_hf.evaluation.image_classifier import classify_images, load_image_classifier
+    from brainvis_hf.training.demo_weights import demo_image_classifier_dir
+
+    metrics = json.loads((demo.output_dir / "metrics.json").read_text(encoding="utf-8"))
+    ga = metrics["generation_accuracy"]
+    assert ga["classifier"] == str(demo_image_classifier_dir()) and ga["chance"] == pytest.approx(1 / ga["n_way"])
+    rows = ga["rows"]
+    assert set(rows) == {"eeg_refined", "eeg_stage1", "oracle_class_name_refined", "oracle_class_name_stage1",
+                         "shuffled_eeg_refined", "shuffled_eeg_stage1", "eeg_classifier"}
+    for key, row in rows.items():
+        assert row["se"] == pytest.approx(row["sd"] / np.sqrt(row["n"])), key
+        assert 0.0 <= row["value"] <= 1.0
+    # the EEG row is evaluate_generated's GA; the classifier row is the report's EEG top-1
+    assert rows["eeg_refined"]["value"] == pytest.approx(demo.metrics[f"ga_{ga['n_way']}way_top1"])
+    assert rows["eeg_classifier"]["value"] == pytest.approx(demo.metrics["eeg_top1_accuracy"])
+    assert rows["eeg_classifier"]["n"] == json.loads((demo.output_dir / "demo.json").read_text())["data_sizes"]["test"]
+    # with n_way = the classifier's classes, GA is plain top-1: recount the oracle's stage-1 hits
+    model, processor = load_image_classifier(str(demo_image_classifier_dir()), "cpu")
+    folder = demo.output_dir / "generated_controls" / "oracle_class_name"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    truth = {e["eeg_id"]: e["true_label"] for e in manifest["eegs"]}
+    predicted = classify_images([folder / e["stage1_file"] for e in manifest["images"]], model,
+                                image_processor=processor).argmax(axis=1)
+    if ga["n_way"] == model.config.num_labels:
+        hits = [p == truth[e["eeg_id"]] for p, e in zip(predicted, manifest["images"])]
+        assert rows["oracle_class_name_stage1"]["value"] == pytest.approx(np.mean(hits))
+    # the shuffled control used other recordings' EEG, from the whole test split
+    pairs = json.loads((demo.output_dir / "generated_controls" / "shuffled_eeg_sources.json").read_text())["pairs"]
+    assert [p["eeg_id"] for p in pairs] == [e["eeg_id"] for e in manifest["eegs"]]
+    assert sum(p["eeg_from"] != p["eeg_id"] for p in pairs) >= len(pairs) - 1
+    assert set(metrics["checks"]) >= {"ga_from_eeg_at_least_3x_chance", "ga_from_shuffled_eeg_within_2se_of_chance"}
+
+
+
+def test_train_diffusion_trains_and_uses_its_own_components(tmp_path):
+    """`--train-diffusion`: the diffusion components and the image classifier are trained on the run's
+    data (a few steps here) and used instead of the shipped ones: the saved pipeline's UNet is the run's,
+    and GA is scored with the run's classifier."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from brainvis_hf.apps.demo import QUICK_SETTINGS
+
+    settings = replace(
+        QUICK_SETTINGS, num_images_per_class=3,
+        training_overrides={s: {"max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1,
+                                "load_best_model_at_end": False} for s in DEMO_STAGES},
+        num_test_eegs=2, num_images_per_eeg=1, num_inference_steps=2, refine_num_inference_steps=2, n_way=5,
+        num_trials=5,
+    )
+    lines = []
+    result = run_demo(tmp_path / "out", seed=1, settings=settings, train_diffusion=True, log=lines.append)
+    assert sum(bool(re.match(r"\[\d/9\] ", line)) for line in lines) == 9 and any("train diffusion" in l for l in lines)
+    run = result.output_dir / "runs" / "diffusion"
+    saved = load_file(str(result.pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    trained = load_file(str(run / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in trained)
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    assert metrics["generation_accuracy"]["classifier"] == str(result.output_dir / "runs" / "image_classifier")
+    assert "--train-diffusion" in result.report_path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="excludes sd_model"):
+        run_demo(tmp_path / "other", quick=True, train_diffusion=True, sd_model="x", log=lambda line: None)
+
+
+def test_cli_has_the_train_diffusion_flag(capsys):
+    from brainvis_hf.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--train-diffusion" in capsys.readouterr().out

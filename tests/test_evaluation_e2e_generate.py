@@ -10,7 +10,7 @@ from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 from brainvis_hf.cli import main
 
 # the folder writer of `brainvis generate` (pipeline issue); skip until it is part of the package
-pytest.importorskip("brainvis_hf.pipelines.generate_folder")
+pytest.importorskip("brainvis_hf.apps.generate_folder")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of `brainvis generate` and the folder writer behind it (pipelines/generate_folder.py)."""
+"""Tests of `brainvis generate` and the folder writer behind it (apps/generate_folder.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from brainvis_hf.cli import main
 from brainvis_hf.pipelines import BrainVisPipeline
-from brainvis_hf.pipelines.generate_folder import (
+from brainvis_hf.apps.generate_folder import (
     GenerationSettings,
     generate_to_folder,
     load_eeg_records,
@@ -355,7 +355,7 @@ def test_the_manifest_names_have_one_home():
     """generate_folder (the app) and evaluation/report.py (the library) share generation_manifest.py."""
     from brainvis_hf import generation_manifest
     from brainvis_hf.evaluation import report
-    from brainvis_hf.pipelines import generate_folder
+    from brainvis_hf.apps import generate_folder
 
     for name in ("MANIFEST_NAME", "PARTS_DIR", "read_manifest", "merge_manifests", "check_manifest_paths", "write_manifest"):
         assert getattr(generate_folder, name) is getattr(generation_manifest, name)

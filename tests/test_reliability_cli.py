@@ -102,7 +102,7 @@ def test_manifest_with_an_invalid_value_names_the_manifest(tiny_pipeline_dir, ee
 
 
 def _fail_with(monkeypatch, exc):
-    from brainvis_hf.pipelines import generate_folder
+    from brainvis_hf.apps import generate_folder
 
     def save_png(image, path):
         raise exc(path) if callable(exc) and not isinstance(exc, BaseException) else exc

@@ -60,7 +60,7 @@ def test_opt_out(data_dir, tmp_path, capsys):
     assert NO_VERIFY_ENV not in os.environ
     # the CLI flag: `brainvis --no-verify ...` reaches load_prepared_dataset, and is unset afterwards
     seen = {}
-    import brainvis_hf.pipelines.generate_folder as generate_folder
+    import brainvis_hf.apps.generate_folder as generate_folder
 
     original = generate_folder.load_eeg_records
 

@@ -1,4 +1,4 @@
-"""Fault injection for `brainvis generate` (pipelines/generate_folder.py): preemption schedules,
+"""Fault injection for `brainvis generate` (apps/generate_folder.py): preemption schedules,
 stale temporary files, manifest paths outside the output folder, an --output that is a file."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from brainvis_hf.cli import main
 from brainvis_hf.pipelines import BrainVisPipeline
-from brainvis_hf.pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
+from brainvis_hf.apps.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
 
 
 class Preempted(Exception):

@@ -123,7 +123,7 @@ def test_generate_names_the_eeg_and_writes_no_garbage(tiny_pipeline_dir, tmp_pat
 
 
 def test_strict_json_refuses_nan_and_names_the_key(tmp_path):
-    from brainvis_hf.pipelines.generate_folder import _write_json
+    from brainvis_hf.apps.generate_folder import _write_json
 
     path = tmp_path / "manifest.json"
     path.write_text('{"ok": 1}')

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from brainvis_hf.plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
-from brainvis_hf.report import (
+from brainvis_hf.apps.demo_report import (
     ReportFigure,
     ReportSection,
     ReportTable,
@@ -230,7 +230,7 @@ def test_training_curve_legends_do_not_cover_the_curves(tmp_path, monkeypatch):
 
 
 def test_contact_sheet_enlarges_small_images_with_nearest_neighbour(tmp_path):
-    from brainvis_hf.pipelines.generate_folder import write_contact_sheet
+    from brainvis_hf.apps.generate_folder import write_contact_sheet
 
     checker = np.zeros((32, 32, 3), dtype=np.uint8)
     checker[(np.add.outer(np.arange(32), np.arange(32)) % 2) == 1] = (200, 40, 40)
@@ -247,7 +247,7 @@ def test_contact_sheet_enlarges_small_images_with_nearest_neighbour(tmp_path):
 
 
 def test_links_to_local_folders(tmp_path):
-    from brainvis_hf.report import page_references
+    from brainvis_hf.apps.demo_report import page_references
 
     (tmp_path / "pipeline").mkdir()
     (tmp_path / "pipeline" / "README.md").write_text("card")

@@ -59,7 +59,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "compute_clip_targets": ".data.clip_targets",
     "load_clip_targets": ".data.clip_targets",
     # demo
-    "run_demo": ".demo",
+    "run_demo": ".apps.demo",
     # labels
     "EEG_IMAGENET_WNIDS": ".data.labels",
     "WNID_TO_WORDS": ".data.labels",
@@ -131,7 +131,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from .data.clip_targets import compute_clip_targets, load_clip_targets
     from .data.mne_io import epochs_to_dataset_dict, epochs_to_eeg_values, raw_to_eeg_values
     from .data.labels import EEG_IMAGENET_WNIDS, WNID_TO_WORDS
-    from .demo import run_demo
+    from .apps.demo import run_demo
     from .evaluation import (
         eeg_classification_metrics,
         evaluate_generated,

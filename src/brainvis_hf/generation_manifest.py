@@ -1,6 +1,6 @@
 """The ``manifest.json`` of a ``brainvis generate`` output folder: reading, checking, merging, writing.
 
-Format: docs/architecture.md. ``pipelines/generate_folder.py`` (the ``brainvis generate``
+Format: docs/architecture.md. ``apps/generate_folder.py`` (the ``brainvis generate``
 application) writes it, one part file per process under ``.manifest_parts/`` merged at the end;
 ``evaluation/report.py`` reads it. Every file entry must stay inside the folder
 (:func:`check_manifest_paths`), so a hand-edited manifest cannot make a command read or skip files

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ._checks import check_pipeline_source
 
-    from ..pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices, read_manifest
+    from ..apps.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records, parse_indices, read_manifest
 
     for name in ("num_images_per_eeg", "steps", "refine_steps", "batch_size", "contact_sheet_rows"):
         if getattr(args, name) < 1:

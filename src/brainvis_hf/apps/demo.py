@@ -8,20 +8,23 @@ so ``resume=True`` continues an interrupted run:
 1. **synthesise** an EEG-ImageNet-format data set (``write_synthetic_eeg_imagenet``, with tiny
    class images) — the real file format, a learnable class-dependent signal;
 2. **prepare** it (``load_eeg_imagenet`` -> ``prepare_dataset``: Parquet + dataset card);
-3. **CLIP targets**: coarse (class name) and fine (caption) text embeddings of every image
-   (``compute_clip_targets``) with the pipeline's own text encoder — the tiny random CLIP text
-   model of ``brainvis_hf.pipelines.tiny``, or Stable Diffusion's with ``sd_model`` — and
-   :class:`ColourCaptioner`, a deterministic stand-in for BLIP-2 that describes an image's
-   colours and stripes;
+   (``train_diffusion=True`` / ``--train-diffusion``: **train diffusion** — the small VAE + UNet
+   and the image classifier are trained here instead of loaded from ``brainvis_hf/demo_weights``);
+3. **CLIP targets**: the class-name text embedding of every image (``compute_clip_targets``) with
+   the pipeline's own text encoder (the demo weights' tiny CLIP text model, or Stable Diffusion's
+   with ``sd_model``, whose fine targets then come from :class:`ColourCaptioner`, a deterministic
+   stand-in for BLIP-2 that describes an image's colours and stripes);
 4. **train** every stage with the ``tiny`` preset (time-pretrain -> time-finetune -> freq ->
    timefreq -> align), each a ``brainvis train`` run folder;
-5. **assemble** a ``BrainVisPipeline`` (alignment model + tiny random SD components, or the
-   ``sd_model`` weights) and save it with its model card;
-6. **generate** images for test recordings (the ``brainvis generate`` folder format);
-7. **evaluate** them (``evaluate_generated``: GA, IS, FID, SSIM with a tiny random ImageNet-style
-   classifier and feature extractor built in code, or ``--classifier``-style names) and the EEG
-   classifier on the whole test split;
-8. write the **report**: ``report.html`` (self-contained), figures as PNG, ``demo.json``.
+5. **assemble** a ``BrainVisPipeline`` (alignment model + the demo's small diffusion model trained
+   on the synthetic class images, or the ``sd_model`` weights) and save it with its model card;
+6. **generate** images for test recordings (the ``brainvis generate`` folder format), and the two
+   controls: stage 1 prompted with the oracle class name, and EEG shuffled across test trials;
+7. **evaluate** them (``evaluate_generated``: GA, IS, FID, SSIM with the demo's image classifier
+   and a tiny random feature extractor for FID; the GA rows of :func:`generation_accuracy_rows`)
+   and the EEG classifier on the whole test split;
+8. write the **report**: ``report.html`` (self-contained), figures as PNG, ``demo.json``,
+   ``metrics.json``.
 
 Output folder::
 
@@ -32,9 +35,12 @@ Output folder::
     OUT/data/synthetic/          eeg_5_95_std.pth, block_splits_by_image_all.pth, images/
     OUT/data/prepared/           Parquet shards, dataset card, clip_targets/
     OUT/runs/<stage>/            one brainvis train run folder per stage (model card included)
+    OUT/metrics.json             the GA rows (with standard errors) and the EEG classifier's accuracy
     OUT/generated/               images/, stage1/, ground_truth/, manifest.json, contact_sheet.png
-    OUT/evaluation/              metrics.json, metrics.md, confusion_matrix.png, per_class_ga.png
-    OUT/eval_models/             the tiny random classifier and feature extractor used
+    OUT/generated_controls/      oracle_class_name/, shuffled_eeg/ (same format), shuffled_eeg_sources.json
+    OUT/evaluation/              metrics.json, metrics.md, confusion_matrix.png, per_class_ga.png,
+                                 generation_accuracy.json
+    OUT/eval_models/             the tiny random FID feature extractor used
     OUT/demo_state.json          settings and finished phases (``resume``)
     OUT/logs/demo.log            the libraries' console output (Trainer log dicts, loading reports)
 """
@@ -54,27 +60,35 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._io import finite_or_none
+from .._io import finite_or_none
 
 #: the training stages, in order, with what each starts from
 DEMO_STAGES: tuple[str, ...] = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
 #: sub-folders (and files) of the output folder that the demo writes; ``overwrite`` removes only these
 DEMO_OUTPUTS: tuple[str, ...] = (
-    "report.html", "figures", "demo.json", "pipeline", "data", "runs", "generated", "evaluation", "eval_models",
-    "demo_state.json", "demo_state.json.tmp", "logs",
+    "report.html", "figures", "demo.json", "metrics.json", "pipeline", "data", "runs", "generated",
+    "generated_controls", "evaluation", "eval_models", "demo_state.json", "demo_state.json.tmp", "logs",
 )
 
 #: ``OUT/demo_state.json``: the settings and finished phases of a run (``--resume``)
 STATE_FILE = "demo_state.json"
 
-NOISE_NOTE = (
-    "The diffusion part of this pipeline (UNet, VAE, text encoder) is a tiny, randomly initialised "
-    "Stable Diffusion built in code so that the demo runs offline on a CPU: its images are noise. "
-    "Everything else is real: the EEG encoders were trained here on synthetic EEG, and the pipeline "
-    "conditions the UNet on their prompt embeddings exactly as with real weights. Real images need "
-    "the Stable Diffusion v1.5 weights: run `brainvis demo --sd-model REPO` (e.g. "
-    "stable-diffusion-v1-5/stable-diffusion-v1-5) where they can be downloaded."
+DIFFUSION_NOTE = (
+    "The diffusion part of this pipeline is a small Stable Diffusion (VAE, 1 M-parameter UNet, the tiny "
+    "CLIP text model of brainvis_hf.pipelines.tiny) trained from scratch on the demo's synthetic class images, "
+    "conditioned on the CLIP text embeddings of their class words ({source}). It draws the demo's coloured "
+    "stripe patterns, not photographs. Photographs need the Stable Diffusion v1.5 weights: run "
+    "`brainvis demo --sd-model REPO` (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) where they can be "
+    "downloaded."
+)
+GA_NOTE = (
+    "Generation accuracy (GA) is measured with a small image classifier trained on the demo's synthetic training "
+    "images ({source}); the true class of a generated image is that classifier's class for its ground-truth "
+    "stimulus. Four rows separate what the EEG contributes from what the class prompt contributes: images from "
+    "the test EEG; images from the oracle class name (stage 1 prompted with the true class words' text "
+    "embedding, no EEG); images from EEG shuffled across test trials (a control that must sit near chance); and "
+    "the EEG classifier's own accuracy (its prediction is the refinement prompt)."
 )
 SYNTHETIC_NOTE = (
     "The EEG is synthetic (brainvis_hf.data.synthetic: class-specific evoked bursts over 1/f background "
@@ -107,20 +121,27 @@ class DemoSettings:
     generation_batch_size: int = 16
     height: int | None = None
     width: int | None = None
-    # evaluation
-    n_way: int = 50
+    # evaluation (n_way: at most the image classifier's classes; 40 for the demo's)
+    n_way: int = 40
     num_trials: int = 50
+    # the diffusion stage and the image classifier, with ``train_diffusion=True`` (--train-diffusion):
+    # overrides of training.demo_weights' DEMO_DIFFUSION_TRAINING / DEMO_CLASSIFIER_TRAINING
+    diffusion_training_overrides: dict[str, Any] = field(default_factory=dict)
+    classifier_training_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 #: ``brainvis demo``: 40 classes x 10 images x 2 subjects = 800 recordings, half the tiny
 #: preset's epochs, 20 test EEGs x 2 images with the paper's 50 + 100 x 0.85 diffusion steps.
+#: The alignment stage trains longer at a constant learning rate: its prompt projector learns the
+#: class-specific part of the prompt embedding (4 % of its energy with the demo's text encoder)
+#: slowly, and that part is what stage 1 draws.
 FULL_SETTINGS = DemoSettings(
     training_overrides={
         "time-pretrain": {"num_train_epochs": 4},
         "time-finetune": {"num_train_epochs": 4},
         "freq": {"num_train_epochs": 6},
         "timefreq": {"num_train_epochs": 4},
-        "align": {"num_train_epochs": 3},
+        "align": {"num_train_epochs": 10, "learning_rate": 3e-3, "lr_scheduler_type": "constant", "weight_decay": 0.0},
     },
     num_test_eegs=20,
 )
@@ -141,6 +162,8 @@ QUICK_SETTINGS = DemoSettings(
     refine_num_inference_steps=4,
     n_way=10,
     num_trials=10,
+    diffusion_training_overrides={"vae_steps": 4, "max_steps": 4, "batch_size": 16, "save_steps": 2, "use_ema": False},
+    classifier_training_overrides={"max_steps": 4},
 )
 
 #: with real Stable Diffusion weights: fewer, larger images (a GPU is advisable).
@@ -458,12 +481,13 @@ def _remove(output_dir: Path, relative_paths: Sequence[str]) -> None:
 PHASE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "synthesise": ("data/synthetic",),
     "prepare": ("data/prepared", "data/.cache"),
+    "train diffusion": ("runs/diffusion", "runs/image_classifier"),
     "CLIP targets": ("data/prepared/clip_targets",),
     "train": (),
     "assemble": ("pipeline",),
     "generate": (),
     "evaluate": ("evaluation", "eval_models"),
-    "report": ("figures", "report.html", "demo.json"),
+    "report": ("figures", "report.html", "demo.json", "metrics.json"),
 }
 
 
@@ -472,6 +496,12 @@ PHASE_OUTPUTS: dict[str, tuple[str, ...]] = {
 
 
 PHASES = ("synthesise", "prepare", "CLIP targets", "train", "assemble", "generate", "evaluate", "report")
+#: with ``train_diffusion=True``: the diffusion components and the image classifier are trained
+#: on the prepared data (``OUT/runs/diffusion``, ``OUT/runs/image_classifier``) instead of loaded
+PHASES_TRAIN_DIFFUSION = ("synthesise", "prepare", "train diffusion", *PHASES[2:])
+
+#: the control generations of the evaluation (``OUT/generated_controls/<name>``)
+CONTROLS: tuple[str, ...] = ("oracle_class_name", "shuffled_eeg")
 
 
 def run_demo(
@@ -488,6 +518,7 @@ def run_demo(
     overwrite: bool = False,
     resume: bool = False,
     verbose: bool = False,
+    train_diffusion: bool = False,
     log: Callable[[str], None] | None = None,
     on_phase_done: Callable[[str], None] | None = None,
 ) -> DemoResult:
@@ -500,11 +531,12 @@ def run_demo(
             the same seed gives the same run.
         quick: a much smaller run (seconds per phase) for tests and a first look.
         sd_model: a Stable Diffusion v1.x folder or Hub repo id; its UNet, VAE, text encoder and
-            scheduler replace the tiny random ones (the CLIP targets then use its text encoder).
-        classifier: an ImageNet ``AutoModelForImageClassification`` (repo id or folder) for GA/IS
-            instead of the tiny random one built in code.
+            scheduler replace the demo's small trained ones (the CLIP targets then use its text
+            encoder, and the colour captioner gives their fine targets).
+        classifier: an ``AutoModelForImageClassification`` (repo id or folder) for GA/IS instead
+            of the demo's shipped image classifier (``training.demo_weights.demo_image_classifier_dir``).
         feature_extractor: FID features (as ``brainvis evaluate --feature-extractor``) instead of
-            the tiny random one.
+            the tiny random one built in code.
         settings: explicit sizes (default: :data:`FULL_SETTINGS` or :data:`QUICK_SETTINGS`).
         device: where generation and evaluation run (default: CUDA when available).
         num_threads: CPU threads torch uses during the run (restored afterwards). Default: 1 on
@@ -518,6 +550,9 @@ def run_demo(
         verbose: also show the libraries' output (Trainer log dicts, progress bars, loading
             reports). By default it goes to ``OUT/logs/demo.log`` and the console gets one line per
             phase and a progress bar for training and generation.
+        train_diffusion: train the diffusion components and the image classifier on the demo's
+            data (``OUT/runs/diffusion``, ``OUT/runs/image_classifier``; 10-20 min on a CPU with
+            the full settings) instead of loading the copies shipped in the package.
         log: receives the console lines (default: printed to stderr).
         on_phase_done: called with each phase's name once it is recorded as finished.
 
@@ -543,7 +578,7 @@ def run_demo(
         return _run_demo(
             Path(output_dir), seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
             feature_extractor=feature_extractor, settings=settings, device=device, overwrite=overwrite,
-            resume=resume, verbose=verbose, console=console,
+            resume=resume, verbose=verbose, train_diffusion=train_diffusion, console=console,
             log=log or (lambda message: print(message, file=console, flush=True)),
             on_phase_done=on_phase_done or (lambda phase: None),
         )
@@ -564,24 +599,29 @@ def _run_demo(
     overwrite: bool,
     resume: bool,
     verbose: bool,
+    train_diffusion: bool,
     console,
     log: Callable[[str], None],
     on_phase_done: Callable[[str], None],
 ) -> DemoResult:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     if sd_model is not None and settings is FULL_SETTINGS:
         settings = replace(settings, **SD_GENERATION)
+    if sd_model is not None and train_diffusion:
+        raise ValueError("train_diffusion=True (--train-diffusion) trains the demo's own diffusion components; "
+                         "it excludes sd_model (--sd-model).")
     fingerprint = json.loads(json.dumps({
         "brainvis_hf": __version__, "seed": seed, "quick": quick, "sd_model": sd_model, "classifier": classifier,
-        "feature_extractor": feature_extractor, "settings": asdict(settings),
+        "feature_extractor": feature_extractor, "train_diffusion": train_diffusion, "settings": asdict(settings),
     }, allow_nan=False))  # fmt: skip
     state = _open_state(output_dir, fingerprint, resume=resume, overwrite=overwrite, log=log)
     (output_dir / "logs").mkdir(exist_ok=True)
-    progress = _Progress(PHASES, log, verbose)
+    phases = PHASES_TRAIN_DIFFUSION if train_diffusion else PHASES
+    progress = _Progress(phases, log, verbose)
     log(f"brainvis demo -> {output_dir} (seed {seed}{', quick' if quick else ''}; torch threads "
         f"{torch.get_num_threads()}, device {device}){'' if verbose else '; library logs: logs/demo.log'}")
     with open(output_dir / "logs" / "demo.log", "a", encoding="utf-8") as library_log:
@@ -593,12 +633,12 @@ def _run_demo(
                 output_dir, state=state, progress=progress, quiet=quiet, console=console, verbose=verbose,
                 seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
                 feature_extractor=feature_extractor, settings=settings, device=device, log=log,
-                on_phase_done=on_phase_done,
+                on_phase_done=on_phase_done, train_diffusion=train_diffusion,
             )
         except KeyboardInterrupt as err:
             if isinstance(err, DemoInterrupted):
                 raise
-            finished = [p for p in PHASES if state.done(p)]
+            finished = [p for p in phases if state.done(p)]
             raise DemoInterrupted(output_dir, progress.current, finished[-1] if finished else None) from None
 
 
@@ -606,6 +646,7 @@ def _run_phases(
     output_dir: Path, *, state: _RunState, progress: _Progress, quiet, console, verbose: bool, seed: int,
     quick: bool, sd_model: str | None, classifier: str | None, feature_extractor: str | None,
     settings: DemoSettings, device: str, log: Callable[[str], None], on_phase_done: Callable[[str], None],
+    train_diffusion: bool = False,
 ) -> DemoResult:
     def finish(phase: str, detail: str = "", **outputs: Any) -> None:
         # recorded first, printed second: a printed phase is never redone by --resume
@@ -623,8 +664,8 @@ def _run_phases(
 
     # 1. synthetic EEG-ImageNet ---------------------------------------------------------------
     with quiet():
-        from .data import load_eeg_imagenet, write_synthetic_eeg_imagenet
-        from .data.prepare import load_prepared_dataset, prepare_dataset
+        from ..data import load_eeg_imagenet, write_synthetic_eeg_imagenet
+        from ..data.prepare import load_prepared_dataset, prepare_dataset
 
     raw_dir = output_dir / "data" / "synthetic"
     if redo("synthesise"):
@@ -678,24 +719,41 @@ def _run_phases(
     if not state.done("prepare"):
         finish("prepare", ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
-    # 3. CLIP targets with the pipeline's text encoder ---------------------------------------------
+    # 3. the diffusion components: shipped, trained here (--train-diffusion) or --sd-model -------------
+    runs_dir = output_dir / "runs"
+    trained = {"diffusion": runs_dir / "diffusion", "image_classifier": runs_dir / "image_classifier"}
+    if train_diffusion and redo("train diffusion"):
+        from ..training.demo_weights import train_demo_diffusion, train_demo_image_classifier
+
+        progress.start("train diffusion", "small VAE + UNet and the image classifier on the training images")
+        with quiet():
+            diffusion_run = train_demo_diffusion(trained["diffusion"], data_dir=data_dir, seed=seed, device="cpu",
+                                                 **settings.diffusion_training_overrides)
+            classifier_run = train_demo_image_classifier(trained["image_classifier"], data_dir=data_dir, seed=seed,
+                                                         **settings.classifier_training_overrides)
+        finish("train diffusion", f"UNet loss {diffusion_run.metrics.get('loss_last', float('nan')):.3f}, image "
+               f"classifier test accuracy {classifier_run.metrics.get('test_accuracy', float('nan')):.3f}")
+    diffusion_source = sd_model or (str(trained["diffusion"]) if train_diffusion else DEMO_DIFFUSION_SOURCE)
     components: dict[str, Any] = {}
 
     def sd_components() -> dict[str, Any]:
         if not components:
             with quiet():
-                components.update(_diffusion_components(sd_model, seed))
+                components.update(_diffusion_components(sd_model, trained["diffusion"] if train_diffusion else None))
         return components
 
+    # 4. CLIP targets with the pipeline's text encoder ---------------------------------------------
     if redo("CLIP targets"):
-        from .data.clip_targets import compute_clip_targets
+        from ..data.clip_targets import compute_clip_targets
 
-        progress.start("CLIP targets", "class-name and caption embeddings of every image")
+        progress.start("CLIP targets", "class-name (and caption) embeddings of every image")
         with quiet():
             compute_clip_targets(
                 data_dir,
-                clip_model=sd_model or "brainvis_hf.pipelines.tiny (random CLIP text model)",
-                captioner=ColourCaptioner(),
+                clip_model=diffusion_source,
+                # the demo's diffusion model was trained on class words: the fine target is the coarse
+                # one; with Stable Diffusion the colour captioner stands in for BLIP-2
+                captioner=ColourCaptioner() if sd_model else None,
                 tokenizer=sd_components()["tokenizer"],
                 text_encoder=sd_components()["text_encoder"],
                 device=device,
@@ -703,8 +761,7 @@ def _run_phases(
             )
         finish("CLIP targets", f"{sum(sizes.values())} images")
 
-    # 4. training, stage by stage -----------------------------------------------------------------
-    runs_dir = output_dir / "runs"
+    # 5. training, stage by stage -----------------------------------------------------------------
     if redo("train"):
         progress.start("train", " -> ".join(DEMO_STAGES) + " (tiny preset)")
         run_dirs, stage_metrics = train_all_stages(
@@ -720,22 +777,23 @@ def _run_phases(
 
     # 5. the pipeline -------------------------------------------------------------------------------
     with quiet():
-        from .models import BrainVisForCLIPAlignment
-        from .pipelines import BrainVisPipeline
+        from ..models import BrainVisForCLIPAlignment
+        from ..pipelines import BrainVisPipeline
 
         eeg_encoder = BrainVisForCLIPAlignment.from_pretrained(run_dirs["align"]).eval()
     pipeline_dir = output_dir / "pipeline"
     if redo("assemble"):
-        progress.start("assemble", "alignment model + " + (sd_model or "tiny random Stable Diffusion components"))
+        progress.start("assemble", "alignment model + " + diffusion_source)
         with quiet():
             pipe = BrainVisPipeline(eeg_encoder=eeg_encoder, **sd_components())
             pipe.save_pretrained(pipeline_dir, safe_serialization=True)
         finish("assemble", str(pipeline_dir))
 
     # 6. generation ---------------------------------------------------------------------------------
-    from .pipelines.generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
+    from .generate_folder import GenerationSettings, generate_to_folder, load_eeg_records
 
     generated_dir = output_dir / "generated"
+    controls_dir = output_dir / "generated_controls"
     indices = _pick_test_rows(prepared["test"], settings.num_test_eegs)
     generation = GenerationSettings(
         num_images_per_eeg=settings.num_images_per_eeg,
@@ -759,22 +817,41 @@ def _run_phases(
             pipe = BrainVisPipeline.from_pretrained(pipeline_dir).to(device)  # generate with what was saved
             records = load_eeg_records(data_dir, split="test", indices=indices)
         # the image progress bar goes to the console (a terminal), the rest to the log
+        show = verbose or _is_terminal(console)
         with quiet(stderr=verbose):
             generate_to_folder(pipe, records, generated_dir, generation, model_name=str(pipeline_dir),
-                               show_progress=verbose or _is_terminal(console))
-        finish("generate", f"{len(indices) * settings.num_images_per_eeg} images in {generated_dir}")
+                               show_progress=show)
+            # the controls: same records, seeds and settings; only the stage-1 condition differs
+            oracle = replace(generation, prompt_source="class_name")
+            generate_to_folder(pipe, records, controls_dir / "oracle_class_name", oracle, model_name=str(pipeline_dir),
+                               show_progress=show)
+            with quiet():
+                shuffled = shuffled_eeg_records(records, prepared["test"], data_dir, seed=seed,
+                                                sources_file=controls_dir / SHUFFLE_FILE)
+            generate_to_folder(pipe, shuffled, controls_dir / "shuffled_eeg", generation, model_name=str(pipeline_dir),
+                               show_progress=show)
+        finish("generate", f"{3 * len(indices) * settings.num_images_per_eeg} images (test EEG, oracle class name, "
+               "shuffled EEG)")
 
     # 7. evaluation -------------------------------------------------------------------------------
-    from .evaluation import eeg_classification_metrics
+    if classifier is not None:
+        classifier_path = classifier
+    elif train_diffusion:
+        classifier_path = str(trained["image_classifier"])
+    else:
+        from ..training.demo_weights import demo_image_classifier_dir
+
+        classifier_path = str(demo_image_classifier_dir())
+    from ..evaluation import eeg_classification_metrics
 
     evaluation_dir = output_dir / "evaluation"
     if redo("evaluate"):
-        from .evaluation.report import evaluate_generated
+        from ..evaluation.report import evaluate_generated
 
         progress.start("evaluate", "GA, IS, FID, SSIM of the images; EEG classification on the whole test split")
         eval_models = output_dir / "eval_models"
         with quiet():
-            classifier_source = classifier or build_tiny_image_classifier(eval_models / "image_classifier", seed=seed)
+            classifier_source = classifier_path
             extractor_source = feature_extractor or build_tiny_feature_extractor(
                 eval_models / "feature_extractor", seed=seed + 1)
             image_metrics = evaluate_generated(
@@ -788,30 +865,45 @@ def _run_phases(
                 device=device,
                 inception_splits=min(10, len(indices) * settings.num_images_per_eeg),
             )
+            ga_rows = generation_accuracy_rows(
+                generated_dir, {name: controls_dir / name for name in CONTROLS}, str(classifier_source),
+                n_way=settings.n_way, num_trials=settings.num_trials, seed=seed, device=device,
+            )
+        (evaluation_dir / GA_ROWS_FILE).write_text(json.dumps(finite_or_none(ga_rows), indent=2, allow_nan=False),
+                                                   encoding="utf-8")
     else:
         image_metrics = json.loads((evaluation_dir / "metrics.json").read_text(encoding="utf-8"))
+        ga_rows = json.loads((evaluation_dir / GA_ROWS_FILE).read_text(encoding="utf-8"))
     logits, labels, class_names = _test_logits(eeg_encoder, prepared["test"])
     eeg_metrics = eeg_classification_metrics(logits, labels)
+    ga_rows["rows"]["eeg_classifier"] = {
+        "label": "EEG classifier (alignment model's head) top-1, whole test split",
+        **_accuracy_row(logits.argmax(axis=1) == labels, chance=1.0 / logits.shape[1]),
+    }
     if not state.done("evaluate"):
-        finish("evaluate", f"EEG top-1 {eeg_metrics['top1_accuracy']:.3f} on {len(labels)} test recordings")
+        rows = ga_rows["rows"]
+        finish("evaluate", f"GA {settings.n_way}-way: EEG {rows['eeg_refined']['value']:.2f} (stage 1 "
+               f"{rows['eeg_stage1']['value']:.2f}), oracle {rows['oracle_class_name_refined']['value']:.2f}, "
+               f"shuffled {rows['shuffled_eeg_refined']['value']:.2f}; EEG top-1 {eeg_metrics['top1_accuracy']:.3f}")
 
     # 8. report -------------------------------------------------------------------------------------
-    summary = _summary_metrics(eeg_metrics, image_metrics, settings)
+    summary = _summary_metrics(eeg_metrics, image_metrics, settings, ga_rows)
     report_path = output_dir / "report.html"
     if redo("report"):
         progress.start("report", "report.html + figures + model card")
-        from .hub_pipeline import pipeline_model_card
+        from ..hub_pipeline import pipeline_model_card
 
         with quiet():
             card = pipeline_model_card(
                 metrics=summary,
                 training_runs={stage: run_dirs[stage] for stage in DEMO_STAGES},
-                model_name="BrainVis demo pipeline (synthetic EEG" + (")" if sd_model else ", tiny random diffusion)"),
+                model_name="BrainVis demo pipeline (synthetic EEG" + (
+                    ")" if sd_model else ", small diffusion model trained on the synthetic images)"),
                 base_model=sd_model if sd_model and not Path(sd_model).exists() else None,
                 dataset_name="Synthetic EEG-ImageNet (brainvis demo)",
                 generation_settings={k: v for k, v in generation.as_dict().items()},
-                random_weights=sd_model is None,
-                notes=[SYNTHETIC_NOTE],
+                random_weights=False,
+                notes=[SYNTHETIC_NOTE] + ([] if sd_model else [DIFFUSION_NOTE.format(source=diffusion_source)]),
             )
             card.save(pipeline_dir / "README.md")
         timings = dict(progress.timings)
@@ -825,7 +917,10 @@ def _run_phases(
             "stage_results": {stage: _stage_result(m) for stage, m in stage_metrics.items()},
             "generation": generation.as_dict(),
             "test_indices": indices,
-            "tiny_eval_models": classifier is None,
+            "classifier": classifier_path,
+            "diffusion": diffusion_source,
+            "train_diffusion": train_diffusion,
+            "generation_accuracy": ga_rows,
             "regenerate_command": regenerate_command(output_dir, indices, generation),
             "timings_s": timings,
         }
@@ -841,6 +936,8 @@ def _run_phases(
                 demo_info=demo_info,
                 sd_model=sd_model,
             )
+        (output_dir / "metrics.json").write_text(json.dumps(finite_or_none(
+            demo_metrics(summary, ga_rows, eeg_metrics)), indent=2, allow_nan=False), encoding="utf-8")
         seconds = progress.stop("report")
         timings = dict(progress.timings)
         timings["total"] = round(progress.total, 2)
@@ -894,7 +991,7 @@ def train_all_stages(
     stage's folder is removed before it is trained. ``on_stage_done(stage, seconds)`` follows each
     trained stage; ``quiet()`` wraps the library calls; ``progress_file`` (a terminal) shows one
     progress bar over the stages."""
-    from .training import train_stage
+    from ..training import train_stage
 
     quiet = quiet or (lambda **kw: contextlib.nullcontext())
     run_dirs = {stage: runs_dir / stage for stage in DEMO_STAGES}
@@ -964,12 +1061,18 @@ def _BarCallback(bar, stage: str):
     return BarCallback()
 
 
-def _diffusion_components(sd_model: str | None, seed: int) -> dict[str, Any]:
-    """The pipeline's vae / text_encoder / tokenizer / unet / scheduler."""
-    if sd_model is None:
-        from .pipelines.tiny import build_tiny_sd_components
+#: where the shipped diffusion components come from (recorded in the CLIP targets and the report)
+DEMO_DIFFUSION_SOURCE = "brainvis_hf demo weights (demo_weights/diffusion)"
 
-        return build_tiny_sd_components(seed=seed)
+
+def _diffusion_components(sd_model: str | None, trained_dir: Path | None = None) -> dict[str, Any]:
+    """The pipeline's vae / text_encoder / tokenizer / unet / scheduler: Stable Diffusion
+    (``sd_model``), a ``--train-diffusion`` run folder, or the demo weights shipped in the package."""
+    if sd_model is None:
+        from ..training.demo_weights import load_demo_diffusion_components
+        from ..training.diffusion import load_diffusion_components
+
+        return load_diffusion_components(trained_dir) if trained_dir is not None else load_demo_diffusion_components()
     from diffusers import StableDiffusionPipeline
 
     sd = StableDiffusionPipeline.from_pretrained(
@@ -991,6 +1094,90 @@ def regenerate_command(output_dir: Path, indices: Sequence[int], generation) -> 
         "--guidance-scale", str(generation.guidance_scale), "--seed", str(generation.seed),
         "--output", str(output_dir / "generated-again"),
     ]
+
+
+#: ``OUT/evaluation/generation_accuracy.json``: the GA rows of the report (and of ``OUT/metrics.json``)
+GA_ROWS_FILE = "generation_accuracy.json"
+#: ``OUT/generated_controls/shuffled_eeg_sources.json``: which test recording's EEG each image used
+SHUFFLE_FILE = "shuffled_eeg_sources.json"
+
+
+def shuffled_eeg_records(records, test_set, data_dir: Path, *, seed: int, sources_file: Path) -> list:
+    """The control of the EEG: each record keeps its id, seeds, true class and ground truth, but its
+    EEG is that of another test recording, drawn by a seeded permutation of the *whole* test split
+    (so a record gets an EEG of its own class with the class's share of the split, ~1/40: chance).
+    The pairs are written to ``sources_file`` (the demo: ``OUT/generated_controls/shuffled_eeg_sources.json``)."""
+    from .generate_folder import load_eeg_records
+
+    eeg_index = [int(v) for v in test_set["eeg_index"]]
+    row_of = {str(v): row for row, v in enumerate(eeg_index)}
+    permutation = np.random.default_rng(seed + 7919).permutation(len(eeg_index))
+    sources = [int(permutation[row_of[r.eeg_id]]) for r in records]
+    donors = load_eeg_records(data_dir, split="test", indices=sources)
+    labels = test_set["label"]
+    pairs = [{"eeg_id": r.eeg_id, "true_label": r.true_label, "eeg_from": d.eeg_id, "eeg_label": int(labels[row])}
+             for r, d, row in zip(records, donors, sources)]
+    sources_file.parent.mkdir(parents=True, exist_ok=True)
+    sources_file.write_text(json.dumps({"seed": seed + 7919, "pairs": pairs}, indent=1, allow_nan=False),
+                                       encoding="utf-8")
+    return [replace(r, eeg=d.eeg) for r, d in zip(records, donors)]
+
+
+def _accuracy_row(hits: Any, *, chance: float) -> dict[str, Any]:
+    """Mean, sd and standard error over samples of per-sample scores (hits or GA rates), and how
+    far the mean is from chance in binomial standard errors at chance (``z_vs_chance``)."""
+    values = np.asarray(hits, dtype=np.float64).ravel()
+    n = int(values.size)
+    sd = float(values.std(ddof=1)) if n > 1 else 0.0
+    se_chance = float(np.sqrt(chance * (1.0 - chance) / n)) if n else float("nan")
+    mean = float(values.mean()) if n else float("nan")
+    return {
+        "value": mean, "sd": sd, "se": sd / np.sqrt(n) if n else float("nan"), "n": n, "chance": chance,
+        "times_chance": mean / chance if chance else None, "z_vs_chance": (mean - chance) / se_chance if se_chance else None,
+        "within_2se_of_chance": bool(abs(mean - chance) <= 2.0 * se_chance),
+    }
+
+
+#: the GA rows: key -> (generated folder name or None for the EEG images, image field, label)
+GA_ROWS: tuple[tuple[str, str | None, str, str], ...] = (
+    ("eeg_refined", None, "file", "images from test EEG, refined (BrainVis)"),
+    ("eeg_stage1", None, "stage1_file", "images from test EEG, stage 1"),
+    ("oracle_class_name_refined", "oracle_class_name", "file", "images from the oracle class name, refined"),
+    ("oracle_class_name_stage1", "oracle_class_name", "stage1_file", "images from the oracle class name, stage 1"),
+    ("shuffled_eeg_refined", "shuffled_eeg", "file", "images from EEG shuffled across trials (control), refined"),
+    ("shuffled_eeg_stage1", "shuffled_eeg", "stage1_file", "images from EEG shuffled across trials (control), stage 1"),
+)
+
+
+def generation_accuracy_rows(
+    generated_dir: Path, controls: dict[str, Path], classifier: str, *, n_way: int, num_trials: int, seed: int,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """GA (``n_way``-way top-1) of the refined and stage-1 images of the EEG folder and of the
+    control folders, each with its sd / standard error over images. The true class of an image is
+    the classifier's class for its ground-truth stimulus, as in ``evaluate_generated``."""
+    from ..evaluation.generation_metrics import n_way_top_k_hit_rates
+    from ..evaluation.image_classifier import classify_images, load_image_classifier
+    from ..evaluation.report import read_generated_folder
+
+    model, processor = load_image_classifier(classifier, device)
+    folders = {None: generated_dir, **controls}
+    truth: dict[str, int] = {}
+    rows: dict[str, Any] = {}
+    for key, folder_name, field_name, label in GA_ROWS:
+        folder = read_generated_folder(folders[folder_name])
+        if not truth:
+            gt = classify_images(folder.ground_truth_files, model, image_processor=processor).argmax(axis=1)
+            truth = {str(e["eeg_id"]): int(c) for e, c in zip(folder.eegs, gt)}
+        entries = folder.manifest["images"]
+        files = [folder.root / e[field_name] for e in entries]
+        target = np.array([truth[str(e["eeg_id"])] for e in entries])
+        probs = classify_images(files, model, image_processor=processor)
+        rates = n_way_top_k_hit_rates(probs, target, n_way, 1, num_trials, seed)
+        rows[key] = {"label": label, **_accuracy_row(rates, chance=1.0 / n_way),
+                     "predicted_classes": probs.argmax(axis=1).tolist()}
+    return {"n_way": n_way, "top_k": 1, "num_trials": num_trials, "chance": 1.0 / n_way, "classifier": classifier,
+            "rows": rows}
 
 
 def _pick_test_rows(test_set, count: int) -> list[int]:
@@ -1053,18 +1240,42 @@ def _stage_summary(stage_metrics: dict[str, dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def _summary_metrics(eeg_metrics: dict[str, Any], image_metrics: dict[str, Any], settings: DemoSettings) -> dict[str, Any]:
+def _summary_metrics(eeg_metrics: dict[str, Any], image_metrics: dict[str, Any], settings: DemoSettings,
+                     ga_rows: dict[str, Any] | None = None) -> dict[str, Any]:
     summary = image_metrics.get("summary", {})
     ga_key = next((k for k in summary if k.startswith("ga_")), None)
-    return {
+    out = {
         "eeg_top1_accuracy": eeg_metrics.get("top1_accuracy"),
         "eeg_top3_accuracy": eeg_metrics.get("top3_accuracy"),
         "eeg_top5_accuracy": eeg_metrics.get("top5_accuracy"),
         "eeg_macro_f1": eeg_metrics.get("macro_f1"),
         f"ga_{settings.n_way}way_top1": summary.get(ga_key) if ga_key else None,
+    }
+    rows = (ga_rows or {}).get("rows", {})
+    for key, _, _, _ in GA_ROWS[1:]:  # the first row is evaluate_generated's GA above
+        if key in rows:
+            out[f"ga_{settings.n_way}way_top1_{key}"] = rows[key]["value"]
+    out.update({
         "inception_score": image_metrics.get("inception_score", {}).get("mean"),
         "fid": image_metrics.get("fid", {}).get("value"),
         "ssim": image_metrics.get("ssim", {}).get("mean"),
+    })
+    return out
+
+
+def demo_metrics(summary: dict[str, Any], ga_rows: dict[str, Any], eeg_metrics: dict[str, Any]) -> dict[str, Any]:
+    """``OUT/metrics.json``: the GA rows (value, sd, standard error over samples, chance) and the
+    two checks of the demo: GA from EEG >= 3x chance, shuffled-EEG GA within 2 SE of chance."""
+    rows = ga_rows["rows"]
+    return {
+        "generation_accuracy": ga_rows,
+        "eeg_classification": {k: v for k, v in eeg_metrics.items() if k != "confusion_matrix"},
+        "summary": summary,
+        "checks": {
+            "ga_from_eeg_at_least_3x_chance": bool(rows["eeg_refined"]["value"] >= 3 * ga_rows["chance"]),
+            "ga_from_shuffled_eeg_within_2se_of_chance": bool(rows["shuffled_eeg_refined"]["within_2se_of_chance"]),
+            "standard_error_at_chance": "binomial: sqrt(p (1 - p) / N), p = 1 / n_way, N images",
+        },
     }
 
 
@@ -1078,8 +1289,8 @@ _METRIC_ROWS = (
     ("eeg_top5_accuracy", "EEG top-5 accuracy, pipeline's classifier", "chance: 0.125"),
     ("eeg_macro_f1", "EEG macro-F1, pipeline's classifier", ""),
     ("unified", "EEG top-1 accuracy, unified classifier (timefreq stage)", "before the alignment stage"),
-    ("ga", "Generation accuracy (N-way top-1)", "with the tiny random classifier: not meaningful"),
-    ("inception_score", "Inception Score", "with the tiny random classifier: not meaningful"),
+    ("ga", "Generation accuracy (N-way top-1), refined images from test EEG", "see the table below"),
+    ("inception_score", "Inception Score", "over the demo's 40 classes, with the demo's image classifier"),
     ("fid", "FID (generated vs ground truth)", "with the tiny random feature extractor"),
     ("ssim", "SSIM (generated vs ground truth)", ""),
 )
@@ -1098,8 +1309,8 @@ def write_demo_report(
     sd_model: str | None,
 ) -> Path:
     """Draw the figures and write ``output_dir/report.html`` (self-contained)."""
-    from .plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
-    from .report import ReportFigure, ReportSection, ReportTable, write_report
+    from ..plots import plot_confusion_matrix, plot_eeg_traces, plot_stage_curves
+    from .demo_report import ReportFigure, ReportSection, ReportTable, write_report
 
     figures = output_dir / "figures"
     test = prepared["test"]
@@ -1124,17 +1335,25 @@ def write_demo_report(
     shutil.copyfile(output_dir / "generated" / "contact_sheet.png", contact_sheet)
     per_class_ga = output_dir / "evaluation" / "per_class_ga.png"
 
-    ga_key = next((k for k in summary if k.startswith("ga_")), "ga")
+    n_way = demo_info["settings"]["n_way"]
+    ga_key = f"ga_{n_way}way_top1"
     metric_rows = []
-    random_eval = demo_info.get("tiny_eval_models", True)
     for key, name, note in _METRIC_ROWS:
         if key == "unified":
             metric_rows.append([name, demo_info["stage_results"].get("timefreq", {}).get("test_accuracy"), note])
             continue
         key = ga_key if key == "ga" else key
         if key == ga_key:
-            name = name.replace("N-way", f"{demo_info['settings']['n_way']}-way")
-        metric_rows.append([name, summary.get(key), note if random_eval or "random" not in note else ""])
+            name = name.replace("N-way", f"{n_way}-way")
+        metric_rows.append([name, summary.get(key), note])
+    ga = demo_info["generation_accuracy"]
+    ga_table_rows = []
+    for key, row in ga["rows"].items():
+        summary_key = ga_key if key == "eeg_refined" else f"{ga_key}_{key}"
+        ga_table_rows.append([
+            row["label"], summary.get(summary_key, row["value"]), row["se"], row["sd"], row["n"], row["chance"],
+            row["times_chance"], "yes" if row["within_2se_of_chance"] else "no",
+        ])
     stage_rows = []
     for stage, result in demo_info["stage_results"].items():
         main = next(
@@ -1153,7 +1372,7 @@ def write_demo_report(
             "model drifts towards chance on data this small, and the pipeline prompts its refinement stage with "
             "that head's prediction."
         )
-    notes.insert(0, NOISE_NOTE if sd_model is None else (
+    notes.insert(0, DIFFUSION_NOTE.format(source=demo_info["diffusion"]) if sd_model is None else (
         f"Diffusion weights: {sd_model} (Stable Diffusion). The EEG encoders were trained on synthetic EEG, "
         "so the images show Stable Diffusion's idea of the predicted class, not what was seen."
     ))
@@ -1161,6 +1380,17 @@ def write_demo_report(
         ReportTable("Metrics", ["metric", "value", "note"], metric_rows,
                     caption=f"Test split of the synthetic data ({sizes.get('test')} recordings); images of "
                     f"{len(demo_info['test_indices'])} test recordings."),
+        ReportTable(
+            "Generation accuracy: what the EEG contributes",
+            ["images from", "GA", "standard error", "sd", "samples", "chance", "x chance", "within 2 SE of chance"],
+            ga_table_rows,
+            caption=f"GA {n_way}-way top-1 ({ga['num_trials']} trials per image) with the demo's image classifier "
+            f"({ga['classifier']}); standard error and sd over images (over test recordings for the EEG "
+            "classifier). 'Within 2 SE of chance': |value - chance| <= 2 sqrt(p (1 - p) / N), p = chance. The "
+            "oracle rows prompt stage 1 with the true class words (no EEG): the ceiling of what the class prompt "
+            "gives. The shuffled rows use the EEG of a random other test trial: they must sit near chance. The "
+            "images: generated/ (EEG), generated_controls/oracle_class_name/ and generated_controls/shuffled_eeg/.",
+        ),
         ReportTable("Training stages", ["stage", "optimizer steps", "main result", "value",
                                         "linear baseline (test accuracy)", "run folder"], stage_rows,
                     caption="Each stage is a `brainvis train STAGE --preset tiny` run; its folder holds the "
@@ -1184,7 +1414,18 @@ def write_demo_report(
                      "predicted class."),
     ]
     if per_class_ga.is_file():
-        blocks.append(ReportFigure("Generation accuracy per class", per_class_ga))
+        blocks.append(ReportFigure("Generation accuracy per class", per_class_ga,
+                                   "Refined images from test EEG, per true class (classes without a test EEG among "
+                                   "the generated ones are not shown)."))
+    for name, title, what in (("oracle_class_name", "Control: images from the oracle class name",
+                               "stage 1 prompted with the true class words' text embedding (no EEG), refined with them"),
+                              ("shuffled_eeg", "Control: images from shuffled EEG",
+                               "the EEG of a random other test trial (generated_controls/shuffled_eeg_sources.json)")):
+        sheet = output_dir / "generated_controls" / name / "contact_sheet.png"
+        if sheet.is_file():
+            copy = figures / f"contact_sheet_{name}.png"
+            shutil.copyfile(sheet, copy)
+            blocks.append(ReportFigure(title, copy, f"Per test EEG: ground truth | stage-1 images | refined images; {what}."))
     blocks += [
         ReportTable("Data", ["split", "recordings"], [[k, v] for k, v in sizes.items()],
                     caption="Synthetic EEG-ImageNet written by write_synthetic_eeg_imagenet and prepared with "
@@ -1195,14 +1436,18 @@ def write_demo_report(
             [
                 "The saved pipeline (pipeline/, with its model card README.md) reloads with "
                 "BrainVisPipeline.from_pretrained and regenerates the same images under the same seed.",
-                "Real images need the Stable Diffusion v1.5 weights: brainvis demo --sd-model REPO.",
+                "Photographs need the Stable Diffusion v1.5 weights: brainvis demo --sd-model REPO.",
+                "The demo's diffusion components and image classifier are shipped in the package "
+                "(brainvis_hf/demo_weights); --train-diffusion retrains them here, and "
+                "scripts/build_demo_weights.py --check regenerates the shipped copies bit for bit.",
             ],
             code=(
                 f"brainvis demo --output {output_dir} --seed {demo_info['seed']}"
-                + (" --quick" if demo_info["quick"] else "") + (f" --sd-model {sd_model}" if sd_model else "") + "\n"
+                + (" --quick" if demo_info["quick"] else "") + (f" --sd-model {sd_model}" if sd_model else "")
+                + (" --train-diffusion" if demo_info.get("train_diffusion") else "") + "\n"
                 "brainvis " + " ".join(demo_info["regenerate_command"]) + "\n"
                 f"brainvis evaluate --generated {output_dir / 'generated'} --classifier "
-                f"{output_dir / 'eval_models' / 'image_classifier'}"
+                f"{demo_info['classifier']}"
             ),
         ),
     ]

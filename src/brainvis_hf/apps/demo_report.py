@@ -47,9 +47,18 @@ _CHECK_SCRIPT = """
     var ok = loadErrors.length === 0 && images.every(function (img) {
       return img.complete && img.naturalWidth > 0 && img.naturalHeight > 0;
     });
+    // where each section (h2 .. next h2) lies on the page, for the screenshot check
+    var headings = Array.prototype.slice.call(document.querySelectorAll("h2"));
+    var pageHeight = document.documentElement.scrollHeight;
+    var sections = headings.map(function (h, i) {
+      var top = h.getBoundingClientRect().top + window.scrollY;
+      var next = i + 1 < headings.length ? headings[i + 1].getBoundingClientRect().top + window.scrollY : pageHeight;
+      return {title: h.textContent, top: Math.round(top), bottom: Math.round(next)};
+    });
     var out = document.createElement("pre");
     out.id = "%s";
-    out.textContent = JSON.stringify({ok: ok, errors: loadErrors, images: images});
+    out.textContent = JSON.stringify({ok: ok, errors: loadErrors, images: images, sections: sections,
+                                      pageHeight: pageHeight, pageWidth: document.documentElement.scrollWidth});
     document.body.appendChild(out);
   });
 })();
@@ -290,7 +299,8 @@ def page_references(report: str | os.PathLike) -> tuple[list[str], list[str], li
 
 
 def check_report_in_browser(
-    report: str | os.PathLike, *, chromium: str | None = None, timeout: float = 120.0
+    report: str | os.PathLike, *, chromium: str | None = None, timeout: float = 120.0,
+    window_size: tuple[int, int] | None = None, screenshot: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Open ``report`` (a ``report.html`` file or a folder holding one) in headless Chromium.
 
@@ -309,6 +319,11 @@ def check_report_in_browser(
     Raises:
         FileNotFoundError: no report file, or no Chromium found.
         RuntimeError: Chromium failed or the page's check did not run (the message says why).
+
+    ``sections`` lists each ``<h2>`` section's title and its ``top`` / ``bottom`` on the page (CSS
+    pixels, at ``window_size``), ``pageHeight`` the page's height. With ``screenshot`` (a PNG path)
+    Chromium also renders the whole page there (``window_size[0]`` wide, ``pageHeight`` high), so
+    a test can check that each section's band of the picture shows something.
     """
     import re
 
@@ -327,27 +342,24 @@ def check_report_in_browser(
     num_img_tags = len(re.findall(r"<img\b", text, flags=re.IGNORECASE))
     external, links, broken_links = page_references(path)
     url = path.resolve().as_uri() + "#check"
-    with tempfile.TemporaryDirectory(prefix="brainvis-chromium-") as profile:
-        command = [
-            executable,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            url,
-        ]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            raise RuntimeError(f"Chromium did not finish loading {path} within {timeout:.0f} s.") from err
+    if screenshot is not None and window_size is None:
+        window_size = (1200, 900)  # the section positions are measured at the screenshot's width
+
+    def run_chromium(*mode: str, size: tuple[int, int] | None):
+        with tempfile.TemporaryDirectory(prefix="brainvis-chromium-") as profile:
+            command = [
+                executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                *([f"--window-size={size[0]},{size[1]}"] if size else []), *mode, url,
+            ]
+            try:
+                return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired as err:
+                raise RuntimeError(f"Chromium did not finish loading {path} within {timeout:.0f} s.") from err
+
+    result = run_chromium("--dump-dom", size=window_size)
     match = re.search(rf'<pre id="{CHECK_ELEMENT_ID}">(.*?)</pre>', result.stdout, flags=re.DOTALL)
     if match is None:
         raise RuntimeError(
@@ -361,4 +373,11 @@ def check_report_in_browser(
     verdict["external"] = external
     verdict["ok"] = (bool(verdict.get("ok")) and len(verdict.get("images", [])) == num_img_tags and not external
                      and not broken_links)
+    if screenshot is not None:
+        shot = Path(screenshot).resolve()
+        result = run_chromium(f"--screenshot={shot}", size=(window_size[0], int(verdict.get("pageHeight") or 2000)))
+        if not shot.is_file():
+            raise RuntimeError(f"Chromium wrote no screenshot of {path} (exit code {result.returncode}): "
+                               + "\n".join(result.stderr.splitlines()[-5:]))
+        verdict["screenshot"] = str(shot)
     return verdict

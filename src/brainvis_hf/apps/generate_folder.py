@@ -92,13 +92,20 @@ class GenerationSettings:
     width: int | None = None
     batch_size: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``"eeg"`` (BrainVis) or ``"class_name"``: the *oracle* control of the demo, where stage 1 is
+    #: prompted with the text embedding of each record's true class words (no EEG) and the
+    #: refinement with the same words -- what the class prompt alone gives
+    prompt_source: str = "eeg"
 
     def image_seed(self, record: EEGRecord, sample: int) -> int:
         """Seed of image ``sample`` of ``record``."""
         return self.seed + record.number * self.num_images_per_eeg + sample
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in _RESUME_KEYS}
+        out = {key: getattr(self, key) for key in _RESUME_KEYS}
+        if self.prompt_source != "eeg":  # recorded (and checked on resume) only when it is not the default
+            out["prompt_source"] = self.prompt_source
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +375,9 @@ def write_contact_sheet(
         true_name = eeg.get("true_label_name") or "?"
         pred_name = eeg.get("predicted_label_name") or "?"
         mark = "" if eeg.get("true_label") is None else (" (correct)" if eeg.get("true_label") == eeg.get("predicted_label") else "")
-        draw.text((pad, y + 2), f"EEG {eeg['eeg_id']}: true {true_name} | predicted {pred_name}{mark}", fill="black", font=font)
+        caption = f"EEG {eeg['eeg_id']}: true {true_name}" + (
+            f" | predicted {pred_name}{mark}" if eeg.get("predicted_label_name") else "")
+        draw.text((pad, y + 2), caption, fill="black", font=font)
         samples = by_eeg.get(str(eeg["eeg_id"]), {})
         for c, (_, key) in enumerate(columns):
             x = pad + c * (thumb + pad)
@@ -402,9 +411,14 @@ def _ground_truth_image(value: Any) -> PIL.Image.Image | None:
     return PIL.Image.open(value)
 
 
-def _call_pipe(pipe, eeg: np.ndarray, settings: GenerationSettings, seeds: list[int]):
+def _call_pipe(pipe, eeg: np.ndarray, settings: GenerationSettings, seeds: list[int], class_words: list[str] | None = None):
+    inputs: dict[str, Any] = {}
+    if settings.prompt_source == "class_name":  # oracle: the true class words instead of the EEG
+        prompt_embeds, _ = pipe.encode_prompt(class_words)
+        eeg, inputs = None, {"prompt_embeds": prompt_embeds, "refine_prompt": list(class_words)}
     return pipe(
         eeg,
+        **inputs,
         num_images_per_prompt=1,
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
@@ -465,6 +479,12 @@ def generate_to_folder(
             windows[record.eeg_id] = pipe.prepare_eeg_values(record.eeg)[0].numpy()
         except (TypeError, ValueError) as err:
             raise ValueError(f"EEG {record.eeg_id}: {err}") from None
+    if settings.prompt_source not in ("eeg", "class_name"):
+        raise ValueError(f"prompt_source must be 'eeg' or 'class_name'; got {settings.prompt_source!r}")
+    if settings.prompt_source == "class_name":
+        unnamed = [r.eeg_id for r in records if not r.true_label_name]
+        if unnamed:
+            raise ValueError(f"prompt_source='class_name' needs each record's true class words; EEG {', '.join(unnamed[:5])} has none")
     n = settings.num_images_per_eeg
     class_names = [str(v) for _, v in sorted((int(k), v) for k, v in (pipe.eeg_encoder.config.id2label or {}).items())]
     header = {
@@ -504,8 +524,9 @@ def generate_to_folder(
         batch_records = [records[r] for r, _ in batch]
         eeg = np.stack([windows[rec.eeg_id] for rec in batch_records])
         seeds = [settings.image_seed(rec, k) for rec, (_, k) in zip(batch_records, batch)]
+        words = [rec.true_label_name for rec in batch_records] if settings.prompt_source == "class_name" else None
         try:
-            out = _call_pipe(pipe, eeg, settings, seeds)
+            out = _call_pipe(pipe, eeg, settings, seeds, words)
         except ValueError as err:  # finite EEG that overflows the encoder: name the recordings
             rows = getattr(err, "batch_indices", None)
             if rows is None:
@@ -530,10 +551,12 @@ def generate_to_folder(
                     "true_label": record.true_label,
                     "true_label_name": record.true_label_name,
                     "ground_truth": gt_rel,
-                    "predicted_label": int(out.predicted_label_ids[i]),
-                    "predicted_label_name": out.predicted_labels[i],
-                    "probs": [round(float(p), 6) for p in out.predicted_probs[i]],
                 }
+                if out.predicted_label_ids is not None:  # the EEG encoder ran (not the oracle)
+                    eeg_entries[record.eeg_id].update(
+                        predicted_label=int(out.predicted_label_ids[i]), predicted_label_name=out.predicted_labels[i],
+                        probs=[round(float(p), 6) for p in out.predicted_probs[i]],
+                    )
             part["images"].append(entry)
         part["eegs"] = list(eeg_entries.values())
         write_manifest(part_path, part)  # recorded: a crash after this point loses nothing
