@@ -219,6 +219,13 @@ def test_cli_writes_all_files_and_numbers_equal_direct_calls(generated_dir, clas
         name = manifest["class_names"][entry["true_label"]]
         mask = [i for i, j in enumerate(eeg_of_image) if manifest["eegs"][j]["true_label"] == entry["true_label"]]
         assert metrics["per_class_ga"][name] == pytest.approx(rates[mask].mean())
+        others = [i for i in range(len(eeg_of_image)) if i not in mask]
+        false_alarm = np.mean([
+            n_way_top_k_hit_rates(probs[others], np.full(len(others), t), 50, 1, 20, seed=3).mean()
+            for t in sorted(set(target[mask].tolist()))
+        ])
+        assert metrics["per_class_ga_false_alarm"][name] == pytest.approx(false_alarm)
+        assert metrics["per_class_ga_above_false_alarm"][name] == pytest.approx(rates[mask].mean() - false_alarm)
     # the Markdown table in the papers' layout, and the same table on stdout
     table = (out / "metrics.md").read_text()
     assert table.splitlines()[0] == "| Model | EEG top-1 (%) ↑ | GA 50-way top-1 (%) ↑ | IS ↑ | FID ↓ | SSIM ↑ |"
@@ -319,3 +326,28 @@ def test_unloadable_models_and_default_classifier(generated_dir, tmp_path, capsy
     assert f"cannot load the image classifier '{missing}'" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="cannot load the feature extractor"):
         TransformersImageFeatureExtractor.from_pretrained(str(missing))
+
+
+def test_per_class_ga_of_noise_images_is_not_high():
+    """A classifier that files every (noise) image under one class gives that class GA 1; its
+    false-alarm rate is 1 too, so the per-class score the chart shows is 0 for every class."""
+    from brainvis_hf.evaluation.report import per_class_generation_accuracy
+
+    num_classes, per_class = 10, 4
+    target = np.repeat(np.arange(num_classes), per_class)
+    groups = {f"c{c}": np.flatnonzero(target == c) for c in range(num_classes)}
+    hit_rates = lambda p, t: n_way_top_k_hit_rates(p, t, 5, 1, exact=True)  # noqa: E731
+    rng = np.random.default_rng(0)
+    noise = rng.dirichlet(np.ones(num_classes), size=len(target)) * 0.5
+    noise[:, 7] += 0.5  # "missile" for every image
+    rates = hit_rates(noise, target)
+    rows = per_class_generation_accuracy(noise, target, groups, hit_rates, rates)
+    assert rows["c7"]["ga"] == pytest.approx(1.0) and rows["c7"]["false_alarm"] == pytest.approx(1.0)
+    assert max(abs(r["above_false_alarm"]) for r in rows.values()) < 0.35
+    assert max(r["above_false_alarm"] for r in rows.values()) < max(r["ga"] for r in rows.values()) - 0.5
+    # images that show their class: GA high, false alarms low
+    good = np.full((len(target), num_classes), 0.01)
+    good[np.arange(len(target)), target] = 0.9
+    rows = per_class_generation_accuracy(good, target, groups, hit_rates, hit_rates(good, target))
+    assert all(r["ga"] == pytest.approx(1.0) and r["false_alarm"] == pytest.approx(0.0) for r in rows.values())
+    assert all(r["above_false_alarm"] == pytest.approx(1.0) for r in rows.values())

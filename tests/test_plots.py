@@ -31,7 +31,9 @@ def test_every_plot_writes_a_png(tmp_path):
         plots.plot_stage_curves({"freq": history, "align": [{"step": 1, "loss": 0.5}]}, tmp_path / "stages.png"),
         plots.plot_eeg_traces(np.random.default_rng(0).normal(size=(2, 4, 50)), tmp_path / "eeg.png", titles=["a", "b"]),
         plots.plot_confusion_matrix(np.eye(3, dtype=int), tmp_path / "cm.png", class_names=["x", "y", "z"], title="t"),
-        plots.plot_per_class_ga({"x": 0.5, "y": 1.0}, 50, 1, tmp_path / "ga.png"),
+        plots.plot_per_class_ga(
+            {"x": {"ga": 0.5, "false_alarm": 0.1, "above_false_alarm": 0.4},
+             "y": {"ga": 1.0, "false_alarm": 1.0, "above_false_alarm": 0.0}}, 50, 1, tmp_path / "ga.png"),
         plots.plot_message("not computed: no labels", tmp_path / "msg.png"),
     ]
     for path in written:

@@ -1415,8 +1415,9 @@ def write_demo_report(
     ]
     if per_class_ga.is_file():
         blocks.append(ReportFigure("Generation accuracy per class", per_class_ga,
-                                   "Refined images from test EEG, per true class (classes without a test EEG among "
-                                   "the generated ones are not shown)."))
+                                   "Refined images from test EEG, per true class: GA minus the rate at which other "
+                                   "classes' images score as the class, so noise images stand at 0 (classes without "
+                                   "a test EEG among the generated ones are not shown)."))
     for name, title, what in (("oracle_class_name", "Control: images from the oracle class name",
                                "stage 1 prompted with the true class words' text embedding (no EEG), refined with them"),
                               ("shuffled_eeg", "Control: images from shuffled EEG",

@@ -134,13 +134,13 @@ def read_generated_folder(generated_dir: str | Path) -> GeneratedFolder:
     return GeneratedFolder(root, manifest, eegs, image_files, image_eeg_index_array, ground_truth_files, list(class_names))
 
 
-def _per_class_ga(rates: np.ndarray, folder: GeneratedFolder) -> dict[str, float]:
-    """Mean per-image GA of each EEG class (manifest ``true_label``), in class-id order; EEGs
-    without a true label are grouped under ``"unknown"`` (last)."""
-    groups: dict[int, list[float]] = {}
+def _class_groups(folder: GeneratedFolder) -> dict[str, np.ndarray]:
+    """EEG class name -> indices of its generated images, in class-id order; EEGs without a true
+    label are grouped under ``"unknown"`` (last)."""
+    groups: dict[int, list[int]] = {}
     for image_index, eeg_index in enumerate(folder.image_eeg_index):
         label = folder.eegs[eeg_index].get("true_label")
-        groups.setdefault(-1 if label is None else int(label), []).append(float(rates[image_index]))
+        groups.setdefault(-1 if label is None else int(label), []).append(image_index)
     result = {}
     for label in sorted(groups, key=lambda value: (value < 0, value)):
         if label < 0:
@@ -149,7 +149,31 @@ def _per_class_ga(rates: np.ndarray, folder: GeneratedFolder) -> dict[str, float
             name = str(folder.class_names[label])
         else:
             name = str(label)
-        result[name] = float(np.mean(groups[label]))
+        result[name] = np.asarray(groups[label], dtype=np.int64)
+    return result
+
+
+def per_class_generation_accuracy(
+    probs: np.ndarray, target: np.ndarray, groups: dict[str, np.ndarray], hit_rates, rates: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Per EEG class: its GA, its false-alarm rate and the difference.
+
+    ``ga`` is the mean per-image GA of the class's images. ``false_alarm`` is the same score
+    for the *other* classes' images, scored as if the class's target were theirs: how often the
+    classifier names this class whatever the image shows. A classifier that files every noise
+    image under one class gives that class GA 1 and false alarm 1, so ``above_false_alarm``
+    (``ga - false_alarm``, the hit minus false-alarm rate of signal detection) is ~0 for noise
+    and ~GA for images that show their class. ``hit_rates(probs, target)`` is the GA protocol.
+    """
+    result = {}
+    for name, members in groups.items():
+        others = np.setdiff1d(np.arange(len(target)), members)
+        false_alarm = float("nan")
+        if others.size:
+            targets = np.unique(target[members])
+            false_alarm = float(np.mean([hit_rates(probs[others], np.full(others.size, t)).mean() for t in targets]))
+        ga = float(np.mean(rates[members]))
+        result[name] = {"ga": ga, "false_alarm": false_alarm, "above_false_alarm": ga - false_alarm}
     return result
 
 
@@ -291,7 +315,11 @@ def evaluate_generated(
 
     # generation accuracy, overall and per EEG class
     rates = n_way_top_k_hit_rates(probs_generated, target, n_way, top_k, num_trials, seed, exact)
-    per_class_ga = _per_class_ga(rates, folder)
+    per_class = per_class_generation_accuracy(
+        probs_generated, target, _class_groups(folder),
+        lambda p, t: n_way_top_k_hit_rates(p, t, n_way, top_k, num_trials, seed, exact), rates,
+    )
+    per_class_ga = {name: row["ga"] for name, row in per_class.items()}
 
     splits = min(inception_splits, len(generated))
     is_mean, is_std = inception_score(probs_generated, splits=splits)
@@ -337,6 +365,8 @@ def evaluate_generated(
             "ground_truth_classifier_labels": gt_class.tolist(),
         },
         "per_class_ga": per_class_ga,
+        "per_class_ga_false_alarm": {name: row["false_alarm"] for name, row in per_class.items()},
+        "per_class_ga_above_false_alarm": {name: row["above_false_alarm"] for name, row in per_class.items()},
         "inception_score": {"mean": is_mean, "std": is_std, "splits": splits},
         "fid": fid_entry,
         "ssim": {"mean": float(np.mean(ssim_values)), "std": float(np.std(ssim_values)), "size": [height, width], "per_image": ssim_values},
@@ -347,5 +377,5 @@ def evaluate_generated(
     (output / "metrics.json").write_text(dumps_strict(finite_or_none(metrics), output / "metrics.json", indent=2), encoding="utf-8")
     (output / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
     _plot_confusion(eeg, folder.class_names, output / "confusion_matrix.png")
-    plot_per_class_ga(per_class_ga, n_way, top_k, output / "per_class_ga.png")
+    plot_per_class_ga(per_class, n_way, top_k, output / "per_class_ga.png")
     return metrics
