@@ -62,6 +62,10 @@ import numpy as np
 
 from .._io import finite_or_none
 
+# Each phase imports its modules (torch, transformers, diffusers, the package's training and
+# pipeline code) when it starts, inside `quiet()`: the console shows the phase line at once
+# rather than after seconds of imports, and import-time library warnings stay out of it.
+
 #: the training stages, in order, with what each starts from
 DEMO_STAGES: tuple[str, ...] = ("time-pretrain", "time-finetune", "freq", "timefreq", "align")
 
