@@ -217,7 +217,10 @@ def test_label_shuffled_control_sits_at_chance_while_the_run_learns(data_dir, tm
     card = (tmp_path / "run" / "README.md").read_text()
     assert "## Controls" in card and "| temporal adjacency (`recording_order`, 2 neighbours, no EEG) |" in card
     assert "**The temporal-adjacency probe is above chance" in card
-    assert "label-shuffled control" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "label-shuffled control" in out
+    assert f"temporal-adjacency probe: test accuracy {probe['accuracy']:.4f}" in out
+    assert "ABOVE CHANCE (the recording order gives the labels away)" in out
 
 
 @pytest.mark.slow

@@ -89,7 +89,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--controls", action="store_true",
         help="also train a label-shuffled control (classification stages) and report its test accuracy vs chance "
-        "in metrics.json and the card; it must sit at chance (docs/protocols.md)",
+        "in metrics.json and the card (it must sit at chance); where the data declare a recording_order column, "
+        "also run the temporal-adjacency probe (labels from neighbours in recording order only; docs/protocols.md)",
     )
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters only: " + "; ".join(
         f"{s.name}: on {s.lora_targets.description}" for s in STAGE_REGISTRY.values() if s.supports_lora))
@@ -214,6 +215,13 @@ def _run(args: argparse.Namespace) -> int:
         state = "ABOVE CHANCE (confound?)" if c["above_chance"] else "at chance"
         print(f"brainvis train {args.stage}: label-shuffled control: test accuracy {c['test_accuracy']:.4f}, "
               f"chance {c['chance']:.4f}, p = {c['p_value']:.3g}: {state}")
+        probe = controls.get("temporal_adjacency") or {}
+        if probe.get("accuracy") is not None:
+            state = "ABOVE CHANCE (the recording order gives the labels away)" if probe["above_chance"] else "at chance"
+            print(f"brainvis train {args.stage}: temporal-adjacency probe: test accuracy {probe['accuracy']:.4f}, "
+                  f"chance {probe['chance']:.4f}, p = {probe['p_value']:.3g}: {state}")
+        elif probe.get("reason"):
+            print(f"brainvis train {args.stage}: temporal-adjacency probe not run: {probe['reason']}")
     return 0
 
 
