@@ -108,6 +108,11 @@ def test_report_page_content(demo):
     # what the diffusion part is, and how to get photographs
     assert "trained from scratch on the demo" in page and "synthetic class images" in page and "brainvis demo --sd-model REPO" in page
     assert "<h2>Generation accuracy: what the EEG contributes</h2>" in page
+    # the alignment loss the demo trained with (not the paper's) is written down, and was used
+    align_config = json.loads((demo.run_dirs["align"].parent / "align_config.json").read_text())
+    assert align_config == {"alignment_classification_loss_weight": 1.0, "alignment_centred_loss_weight": 2.0}
+    assert json.loads((demo.run_dirs["align"] / "config.json").read_text())["alignment_centred_loss_weight"] == 2.0
+    assert "batch-centred cosine term (weight 2," in page
     for title in ("Control: images from the oracle class name", "Control: images from shuffled EEG"):
         assert f"<h2>{title}</h2>" in page, title
     # links to the saved pipeline and its model card, which exist; nothing loaded from outside
