@@ -114,7 +114,7 @@ class DemoSettings:
     # weight of the batch-centred cosine loss in the alignment loss (BrainVisConfig's
     # alignment_centred_loss_weight; 0 in the paper). The demo's class prompt embeddings share 96 %
     # of their energy; the paper's loss barely sees the class-specific rest, which stage 1 draws
-    # (measured: stage-1 GA 0.35 with 0, 0.875 with 2, after 20 and 30 epochs; docs/demo.md).
+    # (stage-1 GA from test EEG, 40-way: 0.35 with 0 after 30 epochs, 0.875 with 2 after 20; docs/demo.md).
     alignment_centred_loss_weight: float = 2.0
     # generation
     num_test_eegs: int = 40
