@@ -52,7 +52,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -277,15 +279,54 @@ def build_tiny_feature_extractor(save_dir: str | os.PathLike, *, image_size: int
     return Path(save_dir)
 
 
+class _CtrlC:
+    """Remembers a Ctrl-C, so that one whose ``KeyboardInterrupt`` was swallowed still stops the run.
+
+    Python raises the ``KeyboardInterrupt`` of a SIGINT in whatever code runs at that moment. When
+    that is a finaliser or a weakref callback -- garbage collection after the data libraries, as
+    measured in the CLIP-targets phase: ``WeakKeyDictionary.__init__.<locals>.remove`` -- Python
+    prints "Exception ignored in ..." (to the demo's library log) and goes on: the run finished as
+    if Ctrl-C had not been pressed. While active (main thread only, replacing Python's default
+    handler) the SIGINT handler also sets :attr:`pressed`, and :meth:`check`, called between
+    phases, training stages and generation runs, raises the ``KeyboardInterrupt`` again.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def _handle(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` when Ctrl-C was pressed (even if its first one was swallowed)."""
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 class _Progress:
     """One console line per phase (``[3/8] CLIP targets 2.5 s - ...``) with its duration.
 
-    With ``verbose`` a line also announces each phase when it starts."""
+    With ``verbose`` a line also announces each phase when it starts. ``check`` runs before each
+    phase starts (:meth:`_CtrlC.check`)."""
 
-    def __init__(self, phases: Sequence[str], log: Callable[[str], None], verbose: bool = False):
+    def __init__(self, phases: Sequence[str], log: Callable[[str], None], verbose: bool = False,
+                 check: Callable[[], None] = lambda: None):
         self.phases = list(phases)
         self.log = log
         self.verbose = verbose
+        self.check = check
         self.timings: dict[str, float] = {}
         self.current: str | None = None
         self._start = time.perf_counter()
@@ -296,6 +337,7 @@ class _Progress:
         return f"[{self.phases.index(phase) + 1}/{len(self.phases)}] {phase}"
 
     def start(self, phase: str, detail: str = "") -> None:
+        self.check()
         self.current = phase
         self._phase_start = time.perf_counter()
         if self.verbose:
@@ -626,7 +668,8 @@ def _run_demo(
     state = _open_state(output_dir, fingerprint, resume=resume, overwrite=overwrite, log=log)
     (output_dir / "logs").mkdir(exist_ok=True)
     phases = PHASES_TRAIN_DIFFUSION if train_diffusion else PHASES
-    progress = _Progress(phases, log, verbose)
+    ctrl_c = _CtrlC()
+    progress = _Progress(phases, log, verbose, check=ctrl_c.check)
     log(f"brainvis demo -> {output_dir} (seed {seed}{', quick' if quick else ''}; torch threads "
         f"{torch.get_num_threads()}, device {device}){'' if verbose else '; library logs: logs/demo.log'}")
     with open(output_dir / "logs" / "demo.log", "a", encoding="utf-8") as library_log:
@@ -634,12 +677,13 @@ def _run_demo(
             lambda **kw: _library_output_to(library_log, **kw))
         try:
             torch.manual_seed(seed)
-            return _run_phases(
-                output_dir, state=state, progress=progress, quiet=quiet, console=console, verbose=verbose,
-                seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
-                feature_extractor=feature_extractor, settings=settings, device=device, log=log,
-                on_phase_done=on_phase_done, train_diffusion=train_diffusion,
-            )
+            with ctrl_c:
+                return _run_phases(
+                    output_dir, state=state, progress=progress, quiet=quiet, console=console, verbose=verbose,
+                    seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
+                    feature_extractor=feature_extractor, settings=settings, device=device, log=log,
+                    on_phase_done=on_phase_done, train_diffusion=train_diffusion,
+                )
         except KeyboardInterrupt as err:
             if isinstance(err, DemoInterrupted):
                 raise
@@ -772,7 +816,7 @@ def _run_phases(
         run_dirs, stage_metrics = train_all_stages(
             data_dir, runs_dir, settings, seed=seed, log=log if verbose else (lambda message: None),
             done_stages={s for s in DEMO_STAGES if state.done(f"train/{s}")},
-            on_stage_done=lambda stage, seconds: state.mark(f"train/{stage}", seconds),
+            on_stage_done=lambda stage, seconds: (state.mark(f"train/{stage}", seconds), progress.check()),
             quiet=quiet, progress_file=None if verbose else console,
         )
         finish("train", _stage_summary(stage_metrics))
@@ -827,12 +871,14 @@ def _run_phases(
             generate_to_folder(pipe, records, generated_dir, generation, model_name=str(pipeline_dir),
                                show_progress=show)
             # the controls: same records, seeds and settings; only the stage-1 condition differs
+            progress.check()
             oracle = replace(generation, prompt_source="class_name")
             generate_to_folder(pipe, records, controls_dir / "oracle_class_name", oracle, model_name=str(pipeline_dir),
                                show_progress=show)
             with quiet():
                 shuffled = shuffled_eeg_records(records, prepared["test"], data_dir, seed=seed,
                                                 sources_file=controls_dir / SHUFFLE_FILE)
+            progress.check()
             generate_to_folder(pipe, shuffled, controls_dir / "shuffled_eeg", generation, model_name=str(pipeline_dir),
                                show_progress=show)
         finish("generate", f"{3 * len(indices) * settings.num_images_per_eeg} images (test EEG, oracle class name, "
