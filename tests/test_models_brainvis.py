@@ -83,6 +83,37 @@ def test_optional_classification_term(tiny_brainvis_config, eeg):
     torch.testing.assert_close(out.loss, clip + 0.5 * out.classification_loss)
 
 
+def test_optional_centred_term_sees_only_what_differs_between_samples(tiny_brainvis_config, eeg):
+    torch.manual_seed(0)
+    config = copy.deepcopy(tiny_brainvis_config)
+    assert config.alignment_centred_loss_weight == 0.0  # the paper's loss by default
+    config.alignment_centred_loss_weight = 2.0
+    model = BrainVisForCLIPAlignment(config).eval()
+    coarse, fine = torch.randn(2, 77, 32), torch.randn(2, 77, 32)
+    out = model(eeg, coarse_embeds=coarse, fine_embeds=fine)
+    pred = out.prompt_embeds.reshape(2, -1)
+    for kind, target in (("coarse", coarse), ("fine", fine)):
+        target = target.reshape(2, -1)
+        expected = 1 - F.cosine_similarity(pred - pred.mean(0), target - target.mean(0), dim=1).mean()
+        torch.testing.assert_close(getattr(out, f"cosine_centred_{kind}_loss"), expected)
+    paper = out.mse_coarse_loss + out.mse_fine_loss + out.cosine_coarse_loss + out.cosine_fine_loss
+    torch.testing.assert_close(out.loss, paper + 2.0 * (out.cosine_centred_coarse_loss + out.cosine_centred_fine_loss))
+    # a part shared by every sample of the batch changes the paper's terms, not the centred one
+    shared = 10 * torch.randn(1, 77, 32)
+    shifted = model(eeg, coarse_embeds=coarse + shared, fine_embeds=fine + shared)
+    torch.testing.assert_close(shifted.cosine_centred_coarse_loss, out.cosine_centred_coarse_loss)
+    assert shifted.mse_coarse_loss > out.mse_coarse_loss + 10
+    # one sample has nothing to centre on: the term is left out
+    single = model(eeg[:1], coarse_embeds=coarse[:1])
+    assert single.cosine_centred_coarse_loss is None
+    torch.testing.assert_close(single.loss, single.mse_coarse_loss + single.cosine_coarse_loss)
+
+
+def test_centred_weight_must_not_be_negative():
+    with pytest.raises(ValueError, match="alignment_centred_loss_weight must be >= 0, got -1.0"):
+        BrainVisConfig(alignment_centred_loss_weight=-1.0)
+
+
 def test_target_shape_is_checked(tiny_align_model, eeg):
     with pytest.raises(ValueError, match=r"coarse_embeds must have shape \(2, 77, 32\), got \(2, 77, 768\)"):
         tiny_align_model(eeg, coarse_embeds=torch.zeros(2, 77, 768))

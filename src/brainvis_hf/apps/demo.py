@@ -52,7 +52,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -115,6 +117,11 @@ class DemoSettings:
     # loss only (0), which lets the classifier head drift to chance on this small data; the
     # pipeline's refinement prompt is that head's prediction, so the demo keeps the CE (1).
     alignment_classification_loss_weight: float = 1.0
+    # weight of the batch-centred cosine loss in the alignment loss (BrainVisConfig's
+    # alignment_centred_loss_weight; 0 in the paper). The demo's class prompt embeddings share 96 %
+    # of their energy; the paper's loss barely sees the class-specific rest, which stage 1 draws
+    # (stage-1 GA from test EEG, 40-way: 0.35 with 0 after 30 epochs, 0.875 with 2 after 20; docs/demo.md).
+    alignment_centred_loss_weight: float = 2.0
     # generation
     num_test_eegs: int = 40
     num_images_per_eeg: int = 2
@@ -136,16 +143,16 @@ class DemoSettings:
 
 #: ``brainvis demo``: 40 classes x 10 images x 2 subjects = 800 recordings, half the tiny
 #: preset's epochs, 20 test EEGs x 2 images with the paper's 50 + 100 x 0.85 diffusion steps.
-#: The alignment stage trains longer at a constant learning rate: its prompt projector learns the
-#: class-specific part of the prompt embedding (4 % of its energy with the demo's text encoder)
-#: slowly, and that part is what stage 1 draws.
+#: The alignment stage trains longer at a constant learning rate, with the batch-centred cosine
+#: loss: its prompt projector must learn the class-specific part of the prompt embedding (4 % of
+#: its energy with the demo's text encoder), and that part is what stage 1 draws.
 FULL_SETTINGS = DemoSettings(
     training_overrides={
         "time-pretrain": {"num_train_epochs": 4},
         "time-finetune": {"num_train_epochs": 4},
         "freq": {"num_train_epochs": 6},
         "timefreq": {"num_train_epochs": 4},
-        "align": {"num_train_epochs": 10, "learning_rate": 3e-3, "lr_scheduler_type": "constant", "weight_decay": 0.0},
+        "align": {"num_train_epochs": 20, "learning_rate": 3e-3, "lr_scheduler_type": "constant", "weight_decay": 0.0},
     },
     num_test_eegs=20,
 )
@@ -276,15 +283,54 @@ def build_tiny_feature_extractor(save_dir: str | os.PathLike, *, image_size: int
     return Path(save_dir)
 
 
+class _CtrlC:
+    """Remembers a Ctrl-C, so that one whose ``KeyboardInterrupt`` was swallowed still stops the run.
+
+    Python raises the ``KeyboardInterrupt`` of a SIGINT in whatever code runs at that moment. When
+    that is a finaliser or a weakref callback -- garbage collection after the data libraries, as
+    measured in the CLIP-targets phase: ``WeakKeyDictionary.__init__.<locals>.remove`` -- Python
+    prints "Exception ignored in ..." (to the demo's library log) and goes on: the run finished as
+    if Ctrl-C had not been pressed. While active (main thread only, replacing Python's default
+    handler) the SIGINT handler also sets :attr:`pressed`, and :meth:`check`, called between
+    phases, training stages and generation runs, raises the ``KeyboardInterrupt`` again.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def _handle(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` when Ctrl-C was pressed (even if its first one was swallowed)."""
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 class _Progress:
     """One console line per phase (``[3/8] CLIP targets 2.5 s - ...``) with its duration.
 
-    With ``verbose`` a line also announces each phase when it starts."""
+    With ``verbose`` a line also announces each phase when it starts. ``check`` runs before each
+    phase starts (:meth:`_CtrlC.check`)."""
 
-    def __init__(self, phases: Sequence[str], log: Callable[[str], None], verbose: bool = False):
+    def __init__(self, phases: Sequence[str], log: Callable[[str], None], verbose: bool = False,
+                 check: Callable[[], None] = lambda: None):
         self.phases = list(phases)
         self.log = log
         self.verbose = verbose
+        self.check = check
         self.timings: dict[str, float] = {}
         self.current: str | None = None
         self._start = time.perf_counter()
@@ -295,6 +341,7 @@ class _Progress:
         return f"[{self.phases.index(phase) + 1}/{len(self.phases)}] {phase}"
 
     def start(self, phase: str, detail: str = "") -> None:
+        self.check()
         self.current = phase
         self._phase_start = time.perf_counter()
         if self.verbose:
@@ -625,7 +672,8 @@ def _run_demo(
     state = _open_state(output_dir, fingerprint, resume=resume, overwrite=overwrite, log=log)
     (output_dir / "logs").mkdir(exist_ok=True)
     phases = PHASES_TRAIN_DIFFUSION if train_diffusion else PHASES
-    progress = _Progress(phases, log, verbose)
+    ctrl_c = _CtrlC()
+    progress = _Progress(phases, log, verbose, check=ctrl_c.check)
     log(f"brainvis demo -> {output_dir} (seed {seed}{', quick' if quick else ''}; torch threads "
         f"{torch.get_num_threads()}, device {device}){'' if verbose else '; library logs: logs/demo.log'}")
     with open(output_dir / "logs" / "demo.log", "a", encoding="utf-8") as library_log:
@@ -633,12 +681,13 @@ def _run_demo(
             lambda **kw: _library_output_to(library_log, **kw))
         try:
             torch.manual_seed(seed)
-            return _run_phases(
-                output_dir, state=state, progress=progress, quiet=quiet, console=console, verbose=verbose,
-                seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
-                feature_extractor=feature_extractor, settings=settings, device=device, log=log,
-                on_phase_done=on_phase_done, train_diffusion=train_diffusion,
-            )
+            with ctrl_c:
+                return _run_phases(
+                    output_dir, state=state, progress=progress, quiet=quiet, console=console, verbose=verbose,
+                    seed=seed, quick=quick, sd_model=sd_model, classifier=classifier,
+                    feature_extractor=feature_extractor, settings=settings, device=device, log=log,
+                    on_phase_done=on_phase_done, train_diffusion=train_diffusion,
+                )
         except KeyboardInterrupt as err:
             if isinstance(err, DemoInterrupted):
                 raise
@@ -771,7 +820,7 @@ def _run_phases(
         run_dirs, stage_metrics = train_all_stages(
             data_dir, runs_dir, settings, seed=seed, log=log if verbose else (lambda message: None),
             done_stages={s for s in DEMO_STAGES if state.done(f"train/{s}")},
-            on_stage_done=lambda stage, seconds: state.mark(f"train/{stage}", seconds),
+            on_stage_done=lambda stage, seconds: (state.mark(f"train/{stage}", seconds), progress.check()),
             quiet=quiet, progress_file=None if verbose else console,
         )
         finish("train", _stage_summary(stage_metrics))
@@ -826,12 +875,14 @@ def _run_phases(
             generate_to_folder(pipe, records, generated_dir, generation, model_name=str(pipeline_dir),
                                show_progress=show)
             # the controls: same records, seeds and settings; only the stage-1 condition differs
+            progress.check()
             oracle = replace(generation, prompt_source="class_name")
             generate_to_folder(pipe, records, controls_dir / "oracle_class_name", oracle, model_name=str(pipeline_dir),
                                show_progress=show)
             with quiet():
                 shuffled = shuffled_eeg_records(records, prepared["test"], data_dir, seed=seed,
                                                 sources_file=controls_dir / SHUFFLE_FILE)
+            progress.check()
             generate_to_folder(pipe, shuffled, controls_dir / "shuffled_eeg", generation, model_name=str(pipeline_dir),
                                show_progress=show)
         finish("generate", f"{3 * len(indices) * settings.num_images_per_eeg} images (test EEG, oracle class name, "
@@ -1007,13 +1058,12 @@ def train_all_stages(
         "align": [run_dirs["timefreq"]],
     }
     configs: dict[str, Path] = {}
-    if settings.alignment_classification_loss_weight:
+    align_config = {name: getattr(settings, name) for name in ("alignment_classification_loss_weight",
+                                                                "alignment_centred_loss_weight") if getattr(settings, name)}
+    if align_config:
         configs["align"] = runs_dir / "align_config.json"
         runs_dir.mkdir(parents=True, exist_ok=True)
-        configs["align"].write_text(
-            json.dumps({"alignment_classification_loss_weight": settings.alignment_classification_loss_weight}, allow_nan=False),
-            encoding="utf-8",
-        )
+        configs["align"].write_text(json.dumps(align_config, allow_nan=False), encoding="utf-8")
     bar = None
     if progress_file is not None and _is_terminal(progress_file):
         from tqdm.auto import tqdm
@@ -1375,6 +1425,13 @@ def write_demo_report(
             "runs/align_config.json): trained on the CLIP loss alone, the classifier head inside the alignment "
             "model drifts towards chance on data this small, and the pipeline prompts its refinement stage with "
             "that head's prediction."
+        )
+    centred = demo_info["settings"].get("alignment_centred_loss_weight")
+    if centred:
+        notes.append(
+            f"Unlike the paper, the alignment loss adds a batch-centred cosine term (weight {centred:g}, "
+            "runs/align_config.json): the class prompt embeddings share most of their energy, and this term "
+            "measures only the class-specific part that stage 1 draws."
         )
     notes.insert(0, DIFFUSION_NOTE.format(source=demo_info["diffusion"]) if sd_model is None else (
         f"Diffusion weights: {sd_model} (Stable Diffusion). The EEG encoders were trained on synthetic EEG, "

@@ -61,12 +61,17 @@ class BrainVisCLIPAlignmentOutput(ModelOutput):
     Args:
         loss: `mse_coarse_loss + mse_fine_loss + cosine_coarse_loss + cosine_fine_loss`
             (the terms whose targets were given), plus
+            `config.alignment_centred_loss_weight * (cosine_centred_coarse_loss + cosine_centred_fine_loss)`
+            when that weight is set, plus
             `config.alignment_classification_loss_weight * classification_loss` when labels are given.
         prompt_embeds: B x prompt_sequence_length x prompt_embed_dim predicted prompt embedding.
         logits: B x num_labels class scores of the unified classifier.
         pooler_output: B x (d + 128) joint feature.
         mse_coarse_loss / mse_fine_loss: MSE to the class-name / caption CLIP embeddings.
         cosine_coarse_loss / cosine_fine_loss: cosine-embedding loss (target +1) on the flattened vectors.
+        cosine_centred_coarse_loss / cosine_centred_fine_loss: cosine-embedding loss between the
+            batch-centred prediction and target (when `config.alignment_centred_loss_weight` > 0
+            and the batch holds 2 or more samples; weighted into `loss` by that weight).
         classification_loss: the class-head loss of `logits` with `labels` after `config.problem_type`
             (cross-entropy by default), when given (reported; weighted into `loss` by
             `alignment_classification_loss_weight`, 0 by default as in the paper).
@@ -85,6 +90,9 @@ class BrainVisCLIPAlignmentOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     freq_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    # after the fields above, so that their tuple positions stay as before
+    cosine_centred_coarse_loss: torch.FloatTensor | None = None
+    cosine_centred_fine_loss: torch.FloatTensor | None = None
 
 
 def _as_base_model(source, base_class: type[PreTrainedModel], attribute: str, **load_kwargs) -> PreTrainedModel:
@@ -322,11 +330,17 @@ class BrainVisForCLIPAlignment(BrainVisPreTrainedModel):
             target = self._check_target(f"{kind}_embeds", target, batch).to(prediction.device, torch.float32)
             parts[f"mse_{kind}_loss"] = F.mse_loss(prediction, target)
             parts[f"cosine_{kind}_loss"] = _cosine_embedding_loss(prediction, target)
+            if self.config.alignment_centred_loss_weight and batch > 1:
+                parts[f"cosine_centred_{kind}_loss"] = _cosine_embedding_loss(
+                    prediction - prediction.mean(0, keepdim=True), target - target.mean(0, keepdim=True)
+                )
         if labels is not None:
             parts["classification_loss"] = classification_loss(logits, labels, self.config)
 
         loss = None
-        clip_terms = [v for k, v in parts.items() if k != "classification_loss"]
+        clip_terms = [v for k, v in parts.items() if k != "classification_loss" and "centred" not in k]
+        centred = self.config.alignment_centred_loss_weight
+        clip_terms += [centred * v for k, v in parts.items() if "centred" in k]
         weight = self.config.alignment_classification_loss_weight
         if clip_terms:
             loss = torch.stack(clip_terms).sum()

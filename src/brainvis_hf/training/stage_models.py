@@ -41,6 +41,7 @@ _logger = logging.getLogger(__name__)
 ALIGN_CLASSIFICATION_LOSS_WEIGHT = 1.0
 
 _UNIFIED_OVERRIDES = ("prompt_sequence_length", "prompt_embed_dim", "alignment_classification_loss_weight",
+                      "alignment_centred_loss_weight",
                       "eeg_time_window")
 
 
