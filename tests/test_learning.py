@@ -295,6 +295,8 @@ def test_runs_record_the_recipe_options_that_differ_from_the_paper():
         "freq.spectrum_normalization": "batch", "freq.readout": "flatten", "lr_scheduler_type": "cosine",
     }
     assert recipe_options(BrainVisTimeEncoderConfig()) == {}  # the paper's network: nothing to declare
+    assert recipe_options(BrainVisConfig()) == {}
+    assert recipe_options(BrainVisConfig(alignment_centred_loss_weight=2.0)) == {"model.alignment_centred_loss_weight": 2.0}
     metrics = {"evaluation": {"test": {"accuracy": 0.05}}, "linear_baseline": {"model": "LR", "test": {"accuracy": 0.99}}}
     text = linear_baseline_text(metrics)
     assert "test 0.99" in text and "this model: 0.05" in text and "underperforms a linear decoder" in text

@@ -484,6 +484,7 @@ def run_metrics(run: StageRun) -> dict[str, Any]:
 _RECIPE_FIELDS = {
     "time": ("input_normalization", "pooling_segments", "lmm_freeze_embeddings"),
     "freq": ("spectrum_scaling", "spectrum_normalization", "readout"),
+    "model": ("alignment_centred_loss_weight",),  # the unified model's own (BrainVisConfig)
 }
 
 
@@ -493,7 +494,8 @@ def recipe_options(config, hyperparameters: Mapping[str, Any] | None = None) -> 
     how a run was trained."""
     if config is None:
         return {}
-    branches = {"time": getattr(config, "time_config", None), "freq": getattr(config, "freq_config", None)}
+    branches = {"time": getattr(config, "time_config", None), "freq": getattr(config, "freq_config", None),
+                "model": config if config.model_type == "brainvis" else None}
     if config.model_type == "brainvis_time_encoder":
         branches["time"] = config
     elif config.model_type == "brainvis_freq_encoder":

@@ -25,7 +25,7 @@ STAGE_KIND_NAMES = ("masked_modeling", "classification", "alignment", "diffusion
 LMM_LOSS_PARTS = ("regression_loss", "codebook_loss", "codebook_hit_rate", "codebook_ndcg_at_10")
 #: scalar outputs of the alignment model logged beside ``loss``
 ALIGNMENT_LOSS_PARTS = ("mse_coarse_loss", "mse_fine_loss", "cosine_coarse_loss", "cosine_fine_loss",
-                        "classification_loss")
+                        "cosine_centred_coarse_loss", "cosine_centred_fine_loss", "classification_loss")
 
 
 @dataclass(frozen=True)
