@@ -403,8 +403,11 @@ def test_sigint_prints_one_line_and_exits_130(tmp_path):
     if not script.is_file():
         pytest.skip(f"no brainvis console script next to {sys.executable}")
     out = tmp_path / "out"
+    # a test run started in the background by a non-interactive shell (nohup, `cmd &`) inherits
+    # SIGINT ignored, and so would the demo: give it the disposition of a terminal's foreground job
     process = subprocess.Popen([str(script), "demo", "--quick", "--output", str(out)], stderr=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in process.stderr:
@@ -432,7 +435,7 @@ def test_sigint_prints_one_line_and_exits_130(tmp_path):
     assert all(name.startswith("train/") for name in finished[3:]), finished
 
 
-def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_run(tmp_path, monkeypatch):
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_run(tmp_path, monkeypatch, request):
     """A SIGINT whose KeyboardInterrupt is raised inside a finaliser (as measured in the CLIP-targets
     phase: a weakref callback of the garbage collector) is "ignored" by Python; the demo still stops
     before its next phase, saying where to resume, and the SIGINT handler is restored."""
@@ -445,6 +448,10 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_run(tmp_path, monkeyp
 
     swallowed = []
     monkeypatch.setattr(sys, "unraisablehook", lambda info: swallowed.append(info.exc_type))
+    # Python's own handler, as in a terminal (a background test run inherits SIGINT ignored, and
+    # the demo rightly leaves an ignored SIGINT alone)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, inherited))
 
     class Finaliser:
         def __del__(self):
