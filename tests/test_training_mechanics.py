@@ -442,3 +442,31 @@ def test_cli_trainer_options_map_to_training_arguments():
     assert args.resume_from_checkpoint is None and args.protocol == "validation" and args.preset == "paper"
     resumed = build_parser().parse_args(["train", "freq", "--data", "d", "--output", "o", "--resume-from-checkpoint"])
     assert resumed.resume_from_checkpoint == "last"
+
+
+def test_label_smoothing_factor_smooths_the_classification_training_loss(tmp_path):
+    """``label_smoothing_factor`` is a TrainingArguments field users rely on; the stage trainer
+    must not drop it (the models compute their own plain cross-entropy)."""
+    import torch.nn.functional as F
+    from transformers import TrainingArguments
+
+    from brainvis_hf.models import BrainVisTimeEncoderForEEGClassification
+    from brainvis_hf.training.trainer import BrainVisTrainer
+
+    config = _tiny_config("time_encoder", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = BrainVisTimeEncoderForEEGClassification(config)
+    inputs = {"eeg_values": torch.randn(6, 128, 440), "labels": torch.tensor([0, 3, 5, 7, 9, 39])}
+
+    def loss(factor, training=True):
+        args = TrainingArguments(tmp_path / str(factor), label_smoothing_factor=factor, report_to=[], use_cpu=True)
+        trainer = BrainVisTrainer(model=model, args=args, stage_kind="classification")
+        model.train(training)
+        with torch.no_grad():
+            return trainer.compute_loss(model, dict(inputs))
+
+    with torch.no_grad():
+        logits = model.train()(inputs["eeg_values"]).logits
+    torch.testing.assert_close(loss(0.2), F.cross_entropy(logits, inputs["labels"], label_smoothing=0.2))
+    torch.testing.assert_close(loss(0.0), F.cross_entropy(logits, inputs["labels"]))
+    torch.testing.assert_close(loss(0.2, training=False), F.cross_entropy(logits, inputs["labels"]))

@@ -94,7 +94,22 @@ class BrainVisTrainer(Trainer):
 
     # ---- training -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**select_model_inputs(model, inputs))
+        model_inputs = select_model_inputs(model, inputs)
+        # `label_smoothing_factor` (TrainingArguments): as the Trainer does, integer class labels go
+        # to its LabelSmoother instead of the model (classification stages, in training only: the
+        # evaluation loss stays the plain cross-entropy)
+        labels = model_inputs.get("labels")
+        smooth = (
+            self.label_smoother is not None and self.stage_kind == "classification" and model.training
+            and isinstance(labels, torch.Tensor) and not labels.is_floating_point()
+        )
+        labels = model_inputs.pop("labels") if smooth else None
+        outputs = model(**model_inputs)
+        if labels is not None:
+            loss = self.label_smoother(outputs, labels)
+            if isinstance(outputs, dict):
+                outputs["loss"] = loss
+            return (loss, outputs) if return_outputs else loss
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
         if loss is None:
             raise ValueError(f"The model returned no loss; it received {sorted(select_model_inputs(model, inputs))}")
