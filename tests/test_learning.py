@@ -85,6 +85,87 @@ def test_pooling_segments_is_validated(tiny_time_config):
         type(tiny_time_config)(**config)
 
 
+def test_random_time_shift_moves_each_recording_and_repeats_the_edge():
+    from brainvis_hf.models.modeling_time_encoder import random_time_shift
+
+    eeg = _eeg(64)
+    shifted = random_time_shift(eeg, 5, torch.Generator().manual_seed(0))
+    shifts = torch.randint(-5, 6, (64,), generator=torch.Generator().manual_seed(0))  # the draw it makes
+    assert len(set(shifts.tolist())) > 5
+    for recording, shift in zip(range(64), shifts.tolist()):  # independent: numpy slicing with edge padding
+        x = eeg[recording].numpy()
+        padded = np.pad(x, ((0, 0), (5, 5)), mode="edge")
+        expected = padded[:, 5 - shift : 5 - shift + 440]
+        np.testing.assert_array_equal(shifted[recording].numpy(), expected)
+    assert random_time_shift(eeg, 0) is eeg
+
+
+def test_time_shift_augmentation_shifts_the_input_in_training_only(tiny_time_config):
+    from brainvis_hf.models.modeling_time_encoder import random_time_shift
+
+    config = copy.deepcopy(tiny_time_config)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0  # training mode is deterministic
+    model = BrainVisTimeEncoderModel(config)
+    eeg = _eeg(8)
+
+    def states(shift, training, seed=1):
+        model.config.time_shift_augmentation = shift
+        model.train(training)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return model(eeg).last_hidden_state
+
+    torch.testing.assert_close(states(20, training=False), states(0, training=False))  # eval never shifts
+    torch.manual_seed(1)
+    expected_input = random_time_shift(eeg, 20)  # the draw the forward makes from the same seed
+    model.config.time_shift_augmentation = 0
+    with torch.no_grad():
+        expected = model(expected_input).last_hidden_state
+    torch.testing.assert_close(states(20, training=True), expected)
+    assert not torch.allclose(states(20, training=True), states(0, training=True))
+    with pytest.raises(ValueError, match=r"time_shift_augmentation must be in \[0, num_samples\), got 440"):
+        type(tiny_time_config)(**{**tiny_time_config.to_dict(), "time_shift_augmentation": 440})
+
+
+def test_pooler_normalization_standardises_the_pooled_feature_and_starts_fresh_from_lmm_weights(
+    tiny_time_config, tmp_path
+):
+    from brainvis_hf.models import BrainVisTimeEncoderForEEGClassification
+
+    BrainVisTimeEncoderForMaskedModeling(copy.deepcopy(tiny_time_config)).save_pretrained(tmp_path)  # no statistics
+    config = copy.deepcopy(tiny_time_config)
+    config.pooler_normalization = "batch"
+    model = BrainVisTimeEncoderForEEGClassification.from_pretrained(tmp_path, config=config)
+    norm = model.time_encoder.pooler_norm
+    assert torch.equal(norm.running_mean, torch.zeros(config.pooled_size))  # initialised, not left empty
+    assert torch.equal(norm.running_var, torch.ones(config.pooled_size))
+    encoder = model.time_encoder.train()
+    encoder.encoder.eval()  # dropout off, the statistics still update
+    eeg = _eeg(16)
+    with torch.no_grad():
+        pooled = encoder(eeg).pooler_output
+        raw = pool_units_reference(encoder.eval()(eeg).last_hidden_state, config.pooling_segments)
+    expected = (raw - raw.mean(0)) / torch.sqrt(raw.var(0, unbiased=False) + 1e-5)  # batch statistics in training
+    torch.testing.assert_close(pooled, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(norm.running_mean, 0.1 * raw.mean(0), atol=1e-5, rtol=1e-4)
+
+
+def pool_units_reference(states, segments):
+    return torch.cat([part.mean(1) for part in states.tensor_split(segments, dim=1)], dim=-1)
+
+
+def test_frequency_encoder_statistics_start_fresh_when_the_checkpoint_has_none(tiny_freq_config, tmp_path):
+    from brainvis_hf.models import BrainVisFreqEncoderForEEGClassification
+
+    BrainVisFreqEncoderForEEGClassification(copy.deepcopy(tiny_freq_config)).save_pretrained(tmp_path)
+    config = copy.deepcopy(tiny_freq_config)
+    config.spectrum_normalization = "batch"
+    model = BrainVisFreqEncoderForEEGClassification.from_pretrained(tmp_path, config=config)
+    norm = model.freq_encoder.spectrum_norm
+    assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+    assert torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+
+
 def test_frequency_options_log_spectrum_running_standardisation_and_readouts(tiny_freq_config):
     config = copy.deepcopy(tiny_freq_config)
     config.spectrum_scaling, config.spectrum_normalization = "log", "batch"

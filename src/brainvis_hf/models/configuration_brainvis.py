@@ -26,6 +26,7 @@ MASK_MODES = ("per_batch", "per_sample")
 INPUT_NORMALIZATIONS = (None, "recording")
 SPECTRUM_SCALINGS = (None, "log")
 SPECTRUM_NORMALIZATIONS = (None, "batch")
+POOLER_NORMALIZATIONS = (None, "batch")
 FREQ_READOUTS = ("last", "mean", "flatten")
 
 
@@ -182,6 +183,18 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
             encoder's states of the *same* projection, so training it chases its own targets and
             can wash out the per-unit features (the linear probe falls below a random encoder's);
             frozen, LMM trains the transformer only. `False` trains them (the paper).
+        pooler_normalization (`str`, *optional*, defaults to `None`): opt-in. `"batch"` standardises
+            every value of the pooled feature with running statistics of the training data (a
+            `BatchNorm1d` without affine parameters, buffers saved with the weights), as a linear
+            decoder's StandardScaler does: the pooled states share a large constant part (the
+            position table through the LayerNorms) and recordings differ by a few percent of it.
+            `None`: the paper. See docs/training.md for what it changed in the benchmark.
+        time_shift_augmentation (`int`, defaults to 0): opt-in. In training mode the encoder shifts
+            every recording by a random whole number of samples in `[-k, k]` before the patch
+            projection (the vacated end repeats the edge sample), as Wav2Vec2's SpecAugment
+            masks in its forward. A readout that keeps *when* things happen (`pooling_segments`
+            > 1) otherwise ties a class to the exact samples of its response, whose latency
+            varies between subjects and trials. Eval mode never shifts. 0 is off (the paper).
         sfreq (`float`, *optional*): sampling rate in Hz of the EEG the model expects (EEG-ImageNet:
             1000). `None` when unknown (configurations saved before this field); MNE input then
             assumes EEG-ImageNet's 1000 Hz.
@@ -219,6 +232,8 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
     input_normalization: str | None = None
     pooling_segments: int = 1
     lmm_freeze_embeddings: bool = False
+    pooler_normalization: str | None = None
+    time_shift_augmentation: int = 0
     sfreq: float | None = None
     ch_names: list[str] | None = None
     chs_info: list[dict] | None = None
@@ -228,6 +243,7 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
         self.enable_res_parameter = bool(self.enable_res_parameter)
         self.lmm_freeze_embeddings = bool(self.lmm_freeze_embeddings)
         _check_choice(self, "input_normalization", INPUT_NORMALIZATIONS)
+        _check_choice(self, "pooler_normalization", POOLER_NORMALIZATIONS)
         _check_positive(
             self, "num_channels", "num_samples", "wave_length", "hidden_size", "num_hidden_layers",
             "num_attention_heads", "intermediate_size", "codebook_size", "num_regressor_layers",
@@ -261,6 +277,10 @@ class BrainVisTimeEncoderConfig(PreTrainedConfig):
         if not 0.0 <= float(self.momentum) <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {self.momentum!r}.")
         _check_positive(self, "pooling_segments")
+        if not 0 <= self.time_shift_augmentation < self.num_samples:
+            raise ValueError(
+                f"time_shift_augmentation must be in [0, num_samples), got {self.time_shift_augmentation!r}."
+            )
         if self.pooling_segments > self.num_units:
             raise ValueError(
                 f"pooling_segments ({self.pooling_segments}) cannot exceed the number of units ({self.num_units})."

@@ -19,6 +19,7 @@ from .modeling_time_encoder import (
     check_model_outputs,
     classification_loss,
     init_linear_like_torch,
+    init_running_stats,
 )
 
 
@@ -62,6 +63,8 @@ class BrainVisFreqEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
             bound = 1.0 / math.sqrt(module.hidden_size)
             for param in module.parameters(recurse=False):
                 init.uniform_(param, -bound, bound)
+        elif isinstance(module, nn.BatchNorm1d):
+            init_running_stats(module)
 
 
 class BrainVisFreqEncoderModel(BrainVisFreqEncoderPreTrainedModel):

@@ -283,6 +283,20 @@ def normalize_recordings(eeg_values: torch.Tensor, eps: float = 1e-6) -> torch.T
     return ((values - mean) / (std + eps)).to(eeg_values.dtype)
 
 
+def random_time_shift(
+    eeg_values: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Shift every recording of B x C x T by its own random whole number of samples in
+    [-max_shift, max_shift]; the vacated end repeats the edge sample (no wrap-around)."""
+    if max_shift == 0:
+        return eeg_values
+    batch, _, length = eeg_values.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (batch,), generator=generator).to(eeg_values.device)
+    # output sample t reads input sample t - shift, clamped to the recording (edge repeat)
+    index = (torch.arange(length, device=eeg_values.device)[None, :] - shifts[:, None]).clamp(0, length - 1)
+    return eeg_values.gather(-1, index[:, None, :].expand_as(eeg_values))
+
+
 def pool_units(hidden_states: torch.Tensor, segments: int) -> torch.Tensor:
     """Mean of B x n x d unit states over `segments` contiguous groups of units, concatenated: B x (segments * d).
 
@@ -404,6 +418,14 @@ def init_linear_like_torch(module: nn.Module) -> None:
         init.uniform_(module.bias, -bound, bound)
 
 
+def init_running_stats(module: nn.Module) -> None:
+    """Fresh BatchNorm statistics (mean 0, variance 1): a checkpoint without them (e.g. LMM weights
+    loaded for fine-tuning) would otherwise leave the buffers uninitialised."""
+    init.zeros_(module.running_mean)
+    init.ones_(module.running_var)
+    init.zeros_(module.num_batches_tracked)
+
+
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
@@ -516,6 +538,8 @@ class BrainVisTimeEncoderPreTrainedModel(BrainVisModelMixin, PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init_running_stats(module)
         elif isinstance(module, BrainVisResidualLayerNorm) and module.scale is not None:
             init.constant_(module.scale, module.scale_init)
         elif isinstance(module, BrainVisTimeEncoderForMaskedModeling):
@@ -530,7 +554,18 @@ class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
         super().__init__(config)
         self.embeddings = BrainVisTimeEmbeddings(config)
         self.encoder = BrainVisTimeTransformer(config)
+        # opt-in: the pooled feature standardised with running statistics of the training data
+        self.pooler_norm = (
+            nn.BatchNorm1d(config.pooled_size, affine=False) if config.pooler_normalization == "batch" else None
+        )
         self.post_init()
+
+    def pool(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The pooled feature of B x n x d unit states (`pooler_output`)."""
+        pooled = pool_units(hidden_states, self.config.pooling_segments)
+        if self.pooler_norm is not None:
+            pooled = self.pooler_norm(pooled.to(self.pooler_norm.running_mean.dtype)).to(pooled.dtype)
+        return pooled
 
     def forward(
         self,
@@ -545,6 +580,8 @@ class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
             output_attentions, output_hidden_states, return_dict
         )
         check_eeg_values(eeg_values, config.num_channels, config.num_samples, dtype=self.dtype)
+        if self.training and config.time_shift_augmentation:
+            eeg_values = random_time_shift(eeg_values, config.time_shift_augmentation)
         hidden_states = self.embeddings(eeg_values)
         encoded = self.encoder(hidden_states, output_hidden_states, output_attentions)
         hidden_states = encoded.last_hidden_state
@@ -552,7 +589,7 @@ class BrainVisTimeEncoderModel(BrainVisTimeEncoderPreTrainedModel):
             check_model_outputs(hidden_states, "time-encoder states")
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden_states,
-            pooler_output=pool_units(hidden_states, config.pooling_segments),
+            pooler_output=self.pool(hidden_states),
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )

@@ -482,7 +482,10 @@ def run_metrics(run: StageRun) -> dict[str, Any]:
 
 
 _RECIPE_FIELDS = {
-    "time": ("input_normalization", "pooling_segments", "lmm_freeze_embeddings"),
+    "time": (
+        "input_normalization", "pooling_segments", "lmm_freeze_embeddings", "pooler_normalization",
+        "time_shift_augmentation",
+    ),
     "freq": ("spectrum_scaling", "spectrum_normalization", "readout"),
     "model": ("alignment_centred_loss_weight",),  # the unified model's own (BrainVisConfig)
 }
