@@ -179,6 +179,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # no save/load bars between the cell lines
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     # one results file per shard (no two processes write one file); all of them are read back
