@@ -287,7 +287,8 @@ def random_time_shift(
     eeg_values: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Shift every recording of B x C x T by its own random whole number of samples in
-    [-max_shift, max_shift]; the vacated end repeats the edge sample (no wrap-around)."""
+    [-max_shift, max_shift]; the vacated end repeats the edge sample (no wrap-around). The shifts
+    are drawn on the CPU (from `generator`, a CPU generator, or the global RNG) on every device."""
     if max_shift == 0:
         return eeg_values
     batch, _, length = eeg_values.shape

@@ -107,10 +107,8 @@ class BrainVisTrainer(Trainer):
         outputs = model(**model_inputs)
         if labels is not None:
             loss = self.label_smoother(outputs, labels)
-            if isinstance(outputs, dict):
-                outputs["loss"] = loss
-            return (loss, outputs) if return_outputs else loss
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        else:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
         if loss is None:
             raise ValueError(f"The model returned no loss; it received {sorted(select_model_inputs(model, inputs))}")
         if model.training:
