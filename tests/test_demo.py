@@ -115,6 +115,12 @@ def test_report_page_content(demo):
     assert "batch-centred cosine term (weight 2," in page
     for title in ("Control: images from the oracle class name", "Control: images from shuffled EEG"):
         assert f"<h2>{title}</h2>" in page, title
+    # a stage below 0.8 x its linear baseline is named under the stage table, with the reason for freq
+    stages = json.loads((demo.output_dir / "demo.json").read_text())["stage_results"]
+    below = [name for name, r in stages.items() if r.get("linear_baseline_test_accuracy") is not None
+             and r.get("test_accuracy") is not None and r["test_accuracy"] < 0.8 * r["linear_baseline_test_accuracy"]]
+    assert (f"Below 0.8 x its baseline here: {', '.join(below)}." in page) == bool(below)
+    assert ("The frequency branch alone reads only the amplitude spectrum" in page) == ("freq" in below)
     # links to the saved pipeline and its model card, which exist; nothing loaded from outside
     from brainvis_hf.apps.demo_report import page_references
 
